@@ -9,8 +9,20 @@ def const(x):
     return x
 
 
+_pending = []
+
+
 def schedule(fn, arg):
-    fn(arg)
+    """Queued like the VM's: the simulated clock runs them after each timer callback."""
+    if len(_pending) >= 8:
+        raise RuntimeError("schedule queue full")
+    _pending.append((fn, arg))
+
+
+def run_pending():
+    while _pending:
+        fn, arg = _pending.pop(0)
+        fn(arg)
 
 
 def heap_lock():

@@ -1,0 +1,162 @@
+"""The simulated `machine` module: what the firmware uses of a board, on virtual time.
+
+Semantics follow MicroPython's documentation and PLATFORM.md: periodic timers
+reschedule from their previous target; hard callbacks run with the heap locked
+and an exception stops that timer; `hard=True` raises where the simulated port
+has no hard IRQs (as ESP32 >= 1.27 does).
+"""
+from vboard.clock import CLOCK, SimTimer
+
+# What the simulated port supports; the virtual board's definition sets these.
+PORT = {"hard_timer": True, "hard_error": ValueError}
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    OPEN_DRAIN = 2
+    PULL_UP = 1
+    PULL_DOWN = 2
+    IRQ_RISING = 4
+    IRQ_FALLING = 8
+
+    def __init__(self, id, mode=-1, pull=-1, value=None):
+        self.id = id
+        self.mode = mode
+        self._v = 0
+        self.rising = 0  # rising edges seen: a logic analyser on the pin
+        self.watcher = None  # callable(pin, value) on every change
+        if value is not None:
+            self.value(value)
+
+    def init(self, mode=-1, pull=-1, value=None):
+        self.mode = mode
+        if value is not None:
+            self.value(value)
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        v = 1 if v else 0
+        if v != self._v:
+            if v:
+                self.rising += 1
+            self._v = v
+            w = self.watcher
+            if w is not None:
+                w(self, v)
+        return None
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+
+class Timer:
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id=-1, **kw):
+        self.id = id
+        self._sim = None
+        if kw:
+            self.init(**kw)
+
+    def init(self, mode=PERIODIC, period=-1, freq=-1, callback=None, hard=None, tick_hz=1000):
+        if hard and not PORT["hard_timer"]:
+            raise PORT["hard_error"]("hard IRQ not supported on this port")
+        self.deinit()
+        if freq != -1 and freq is not None:
+            period_us = int(1_000_000 / freq + 0.5)
+        else:
+            period_us = period * (1_000_000 // tick_hz)
+        if period_us < 1:
+            raise ValueError("period too short")
+        t = SimTimer(CLOCK, period_us, callback, bool(hard), mode == Timer.PERIODIC, self)
+        CLOCK.timers.append(t)
+        self._sim = t
+
+    def deinit(self):
+        t = self._sim
+        if t is not None and t in CLOCK.timers:
+            CLOCK.timers.remove(t)
+        self._sim = None
+
+    # test access
+    def period_us(self):
+        return self._sim.period_us if self._sim else None
+
+    def calls(self):
+        return self._sim.calls if self._sim else 0
+
+
+class ADC:
+    """12-bit converter scaled to 16 bits; its input is a function of time set by the board."""
+
+    CORE_TEMP = 4
+
+    def __init__(self, pin):
+        self.pin = pin
+        self.source = None  # callable() -> volts
+
+    def read_u16(self):
+        if self.source is None:
+            return 0
+        code = int(self.source() / 3.3 * 4095 + 0.5)
+        code = 0 if code < 0 else 4095 if code > 4095 else code
+        return (code << 4) | (code >> 8)  # how the rp2 port scales 12 bits to 16
+
+
+class WDT:
+    """Cannot be stopped; an expired timeout resets the board (recorded here)."""
+
+    last = None
+
+    def __init__(self, id=0, timeout=5000):
+        self.timeout_ms = timeout
+        self.fed_at = CLOCK.now_us
+        self.feeds = 0
+        WDT.last = self
+
+    def feed(self):
+        self.fed_at = CLOCK.now_us
+        self.feeds += 1
+
+    def expired(self):
+        return CLOCK.now_us - self.fed_at > self.timeout_ms * 1000
+
+
+PWRON_RESET = 1
+WDT_RESET = 3
+_reset_cause = [PWRON_RESET]
+
+
+def reset_cause():
+    return _reset_cause[0]
+
+
+def disable_irq():
+    was = CLOCK.irq_enabled
+    CLOCK.irq_enabled = False
+    return was
+
+
+def enable_irq(state=True):
+    CLOCK.irq_enabled = state
+
+
+def freq():
+    return 125_000_000
+
+
+def unique_id():
+    return b"\xd0\x5e\x00\x00\x00\x00\x00\x01"
+
+
+def reset():
+    raise SystemExit("machine.reset()")
