@@ -122,15 +122,12 @@ class DoseEngine:
             self.fwd = (self.fwd + 1) & COUNT_MASK
         else:
             self.rev = (self.rev + 1) & COUNT_MASK
-        self._next(us)
-
-    def _next(self, us):
-        # Load the next interval onto a countdown that is <= 0 (the step was due).
-        e = self._err + self._i_frac
-        if e >= FRAC_ONE:
-            e -= FRAC_ONE
+        # Load the next interval onto the countdown (<= 0: the step was due).
+        b = self._err + self._i_frac
+        if b >= FRAC_ONE:
+            b -= FRAC_ONE
             us += 1
-        self._err = e
+        self._err = b
         us += self._i_us
         s = self._i_s
         if us >= _US:
