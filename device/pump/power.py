@@ -122,14 +122,15 @@ _CFG_DEFAULTS = (3, 1, 3300, LOW_MV, ERI_MV, EOS_MV, HYST_MV, 8, 3)
 
 def monitor_for(adc, cfg=None):
     """The monitor for a board: None when the board has no voltage input (adc is None), so
-    no battery alarm is ever raised. `cfg` maps PowerMonitor argument names (divider_num,
-    divider_den, vref_mv, low_mv, eri_mv, eos_mv, hyst_mv, samples, confirm) to values;
-    an unknown name is a ValueError."""
+    no battery alarm is ever raised. `cfg` is the board's SUPPLY dict: PowerMonitor argument
+    names (divider_num, divider_den, vref_mv, low_mv, eri_mv, eos_mv, hyst_mv, samples,
+    confirm) to values, plus "adc" (the pin the caller built `adc` from); any other name is
+    a ValueError. Board without SUPPLY: monitor_for(None, None) -> None."""
     if adc is None:
         return None
     cfg = cfg or {}
     for k in cfg:
-        if k not in _CFG_KEYS:
+        if k != "adc" and k not in _CFG_KEYS:
             raise ValueError("power option %r unknown: allowed are %s"
                              % (k, ", ".join(_CFG_KEYS)))
     args = [cfg.get(k, d) for k, d in zip(_CFG_KEYS, _CFG_DEFAULTS)]

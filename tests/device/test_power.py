@@ -126,13 +126,21 @@ def test_bad_power_configuration_is_rejected():
 
 def test_board_without_a_voltage_input_has_no_monitor():
     assert monitor_for(None) is None
+    assert monitor_for(None, None) is None  # e.g. ESP32 DevKitC: no SUPPLY in its board file
     assert monitor_for(None, {"low_mv": 1}) is None
+
+
+def test_pico_board_supply_settings_give_vsys_in_millivolts():
+    from boards import pico
+    adc = Adc()
+    at(adc, 4200)
+    assert monitor_for(adc, pico.SUPPLY).read_mv() == 4200
 
 
 def test_monitor_for_takes_board_options_and_rejects_unknown_ones():
     adc = Adc()
     at(adc, 1600)
-    m = monitor_for(adc, {"divider_num": 2, "vref_mv": 3300})
+    m = monitor_for(adc, {"adc": 29, "divider_num": 2, "vref_mv": 3300})
     assert m.read_mv() == (code_for(1600) * 6600 + 32767) // 65535
     e = raises(ValueError, monitor_for, adc, {"low_volts": 3})
     assert "low_volts" in str(e) and "low_mv" in str(e)
