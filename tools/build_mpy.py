@@ -32,6 +32,28 @@ def mpy_cross():
     return str(exe) if exe.exists() else "mpy-cross"
 
 
+def build_for_vm():
+    """Bytecode .mpy of device code for the MicroPython VM, laid out as on a board.
+
+    The device suite imports these, as a board does: compiling .py at import
+    would cost the VM heap that a board never spends."""
+    out_root = ROOT / "build" / "mpy" / "vm"
+    for src, dest in board_files():
+        if not dest.startswith("pump/"):
+            continue
+        out = out_root / Path(dest).with_suffix(".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+            continue
+        r = subprocess.run([mpy_cross(), "-O1", "-s", dest, "-o", str(out), str(src)], capture_output=True, text=True)
+        if r.returncode:
+            raise SystemExit("mpy-cross failed on %s:\n%s" % (src, r.stderr))
+    for stale in out_root.rglob("*.mpy"):
+        if not (ROOT / "device" / stale.relative_to(out_root).with_suffix(".py")).exists():
+            stale.unlink()
+    return out_root
+
+
 def main():
     sizes = {}
     failed = 0

@@ -14,9 +14,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests" / "device"
 
-# Order matters: the simulated board's machine/time shadow the VM's built-ins.
+# Order matters: the simulated board's machine/time shadow the VM's built-ins,
+# and device code is imported as compiled .mpy, as on a board.
 VM_PATH = [
     TESTS,
+    ROOT / "build" / "mpy" / "vm",
     ROOT / "device",
     ROOT,  # so tests can import boards.*
     ROOT / "host_tools" / "sim",
@@ -62,6 +64,10 @@ def main():
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "tools"))
+    from build_mpy import build_for_vm
+
+    build_for_vm()
     names = args.files or sorted(p.stem for p in TESTS.glob("test_*.py"))
     totals = [0, 0, 0]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -23,3 +23,16 @@ def raises(exc_type, fn, *args, **kw):
     except exc_type as e:
         return e
     raise AssertionError("%s not raised by %s" % (exc_type.__name__, fn))
+
+
+def tmpdir(tag="t"):
+    """A fresh, empty directory on the host filesystem (the VM's default VFS is the host's)."""
+    if not ON_VM:
+        import tempfile
+
+        return tempfile.mkdtemp(prefix="dosekit-%s-" % tag)
+    import os
+
+    name = "/tmp/dosekit-%s-%s" % (tag, "".join("%02x" % b for b in os.urandom(6)))
+    os.mkdir(name)
+    return name

@@ -1,13 +1,6 @@
 # Shadows the VM's built-in `time`: virtual time that wraps like a board's.
-from vboard.clock import CLOCK, ticks_diff, ticks_add  # noqa: F401
-
-ticks_us = CLOCK.ticks_us
-ticks_ms = CLOCK.ticks_ms
-ticks_cpu = CLOCK.ticks_cpu
-time = CLOCK.time
-sleep = CLOCK.sleep
-sleep_ms = CLOCK.sleep_ms
-sleep_us = CLOCK.sleep_us
+from vboard.vtime import *  # noqa: F401,F403
+from vboard.vtime import CLOCK
 
 
 def gmtime(secs=None):

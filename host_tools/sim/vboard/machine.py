@@ -95,14 +95,20 @@ class Timer:
         return self._sim.calls if self._sim else 0
 
 
+# Analog inputs by pin id: callable() -> volts at the pin. The virtual board's
+# physics set these; a Pico powered from USB reads VSYS/3 = 5.0 V / 3 on GP29.
+ANALOG = {29: lambda: 5.0 / 3}
+
+
 class ADC:
-    """12-bit converter scaled to 16 bits; its input is a function of time set by the board."""
+    """12-bit converter scaled to 16 bits; its input comes from ANALOG by pin id."""
 
     CORE_TEMP = 4
 
     def __init__(self, pin):
         self.pin = pin
-        self.source = None  # callable() -> volts
+        pid = pin.id if isinstance(pin, Pin) else pin
+        self.source = ANALOG.get(pid)  # callable() -> volts
 
     def read_u16(self):
         if self.source is None:

@@ -1,0 +1,124 @@
+"""Assembles the pump from a board definition and runs the main loop.
+
+The main loop sleeps until the controller's next deadline or until input
+arrives, never spinning at a fixed fast period: that keeps a battery board
+alive and lets the virtual board run months of virtual time in seconds. The
+watchdog is fed only by a healthy pass; any exception the controller does not
+handle goes through its one fail-safe `shutdown()`.
+"""
+import micropython
+
+from pump.alarms import AlarmOutput
+from pump.controller import Controller, FAULT_EXCEPTION, FAULT_HOST_STOP
+from pump.dose import DoseEngine
+from pump.log import EventLog
+from pump.motor import from_board as motor_from_board
+from pump.power import monitor_for
+from pump.store import Store
+
+_WDT_FEED_MS = 1000
+
+
+class Hardware:
+    """What the controller drives, built from the board definition."""
+
+    def __init__(self, board, machine, time_mod, use_wdt=True):
+        self.board = board
+        Pin = machine.Pin
+        self.driver = motor_from_board(board, machine, time_mod)
+        self.engine = DoseEngine(self.driver, machine.Timer(board.TIMER_ID), time_mod.ticks_us,
+                                 time_mod.ticks_diff, board.MOTOR["max_sps"],
+                                 disable_irq=machine.disable_irq, enable_irq=machine.enable_irq)
+        buzzer = Pin(board.BUZZER, Pin.OUT, value=0) if board.BUZZER is not None else None
+        self.led = Pin(board.LED, Pin.OUT, value=0)
+        self.output = None
+        supply = board.SUPPLY
+        self.power = monitor_for(machine.ADC(Pin(supply["adc"])), supply) if supply else None
+        self.wdt_timeout_ms = board.WDT_TIMEOUT_MS if use_wdt else 0
+        self.wdt = machine.WDT(timeout=board.WDT_TIMEOUT_MS) if use_wdt else None
+        self._buzzer = buzzer
+
+    def attach_outputs(self, alarms):
+        self.output = AlarmOutput(alarms, self.led, self._buzzer)
+
+
+class Uptime:
+    """Milliseconds since boot from wrapping ticks_ms; an int that grows past 2**30
+    (a bigint on boards after 12 days: fine, it never enters an IRQ)."""
+
+    def __init__(self, time_mod):
+        self._t = time_mod
+        self._last = time_mod.ticks_ms()
+        self.ms = 0
+
+    def now(self):
+        t = self._t.ticks_ms()
+        self.ms += self._t.ticks_diff(t, self._last)
+        self._last = t
+        return self.ms
+
+
+def build(board, machine, time_mod, root="/state", use_wdt=True):
+    if hasattr(micropython, "alloc_emergency_exception_buf"):  # absent on the unix port
+        micropython.alloc_emergency_exception_buf(100)  # IRQ tracebacks: rp2/esp32 have none
+    hw = Hardware(board, machine, time_mod, use_wdt)
+    ctl = Controller(hw, Store(root), EventLog(root + "/log"))
+    hw.attach_outputs(ctl.alarms)
+    return ctl
+
+
+class MainLoop:
+    """Sleep until the controller's next deadline or input; feed the watchdog only
+    after a pass that completed; every unhandled exception -> ctl.shutdown()."""
+
+    def __init__(self, ctl, uptime, wait, on_input=None):
+        self.ctl = ctl
+        self.uptime = uptime
+        self.wait = wait
+        self.on_input = on_input
+
+    def now(self):
+        return self.uptime.now()
+
+    def run(self, until_ms=None):
+        """Serve forever, or until uptime `until_ms` (the virtual board, tests)."""
+        ctl = self.ctl
+        uptime = self.uptime
+        wdt = ctl.hw.wdt
+        try:
+            while until_ms is None or uptime.ms < until_ms:
+                now = uptime.now()
+                try:
+                    deadline = ctl.service(now)
+                except Exception as e:  # the one fail-safe path
+                    print("fault:", repr(e))
+                    ctl.shutdown(FAULT_EXCEPTION)
+                    deadline = now + _WDT_FEED_MS
+                if wdt is not None:
+                    wdt.feed()  # only a pass that completed feeds the dog
+                sleep = deadline - uptime.now()
+                if until_ms is not None and uptime.ms + sleep > until_ms:
+                    sleep = until_ms - uptime.ms
+                data = self.wait(sleep if sleep > 0 else 0)
+                if data is not None and self.on_input is not None:
+                    self.on_input(ctl, data, uptime.now())
+        except KeyboardInterrupt:
+            # Ctrl-C from the host (mpremote taking over): stop safely, say so, log it.
+            ctl.shutdown(FAULT_HOST_STOP)
+            raise
+
+
+def start(board, machine, time_mod, wait, on_input=None, root="/state", use_wdt=True):
+    """Build the pump, run the power-on self-test, return the (not yet running) loop."""
+    uptime = Uptime(time_mod)
+    ctl = build(board, machine, time_mod, root, use_wdt)
+    ctl.boot(uptime.now(), machine.reset_cause())
+    return MainLoop(ctl, uptime, wait, on_input)
+
+
+def run(board, machine, time_mod, wait, on_input=None, root="/state"):
+    """main.py's entry: boot, then serve forever.
+
+    wait(timeout_ms) sleeps until the timeout or until input is ready and returns
+    the input (or None); on a board it wraps select.poll on stdin."""
+    start(board, machine, time_mod, wait, on_input, root).run()

@@ -1,0 +1,178 @@
+"""The firmware as a whole on the simulated board: boot, therapy, reservoir, faults."""
+from pumprig import PumpRig, DAY_MS
+from vboard.clock import CLOCK
+from pump import events as ev
+from pump.therapy import STOPPED, RUNNING, ALARM_STOP
+from pump.controller import CommandError
+from vmtest import raises
+
+CONT_300 = {"mode": "continuous", "conc_ng_ml": 500_000, "dose_ng_day": 300_000}
+
+
+def test_first_power_on_writes_safe_defaults_and_stays_stopped():
+    rig = PumpRig()
+    c = rig.ctl
+    assert c.state == STOPPED
+    assert not c.engine.running
+    assert set(c.store.selftest(("config", "limits", "program", "counters")).values()) == {"ok"}
+
+
+def test_a_day_at_300_mcg_per_day_delivers_0_6_ml_within_one_step():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    c.action("start", rig.now())
+    assert c.state == RUNNING and c.rate_nl_h == 25_000
+    rig.run(DAY_MS)
+    ideal = 600_000 * 1000 // 20_000  # 0.6 mL at 0.02 uL/step = 30,000 steps
+    assert ideal - 1 <= rig.counted() <= ideal, rig.counted()
+    assert c.reservoir.volume_nl == 20_000_000 - rig.counted() * 20
+    assert c.state == RUNNING and not c.alarms.any_high()
+
+
+def test_over_limit_program_is_rejected_whole_and_changes_nothing():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    before = rig.state_files()
+    prog, state, seq = c.program.to_dict(), c.state, c.log.read(0, 1000)[-1].seq
+    e = raises(ValueError, c.stage, "program",
+               {"mode": "continuous", "conc_ng_ml": 2_000_000, "dose_ng_day": 1_200_000}, rig.now())
+    assert "max_daily_dose" in str(e) and "1000 mcg/day" in str(e)
+    assert c.program.to_dict() == prog and c.state == state
+    assert c.log.read(0, 1000)[-1].seq == seq
+    assert rig.state_files() == before
+
+
+def test_over_limit_bolus_is_rejected_and_changes_nothing():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    before = rig.state_files()
+    e = raises(ValueError, c.stage, "bolus",
+               {"kind": "clinician", "dose_ng": 500_000, "duration_s": 600}, rig.now())
+    assert "max_bolus" in str(e)
+    assert c.bolus is None and rig.state_files() == before
+
+
+def test_unconfirmed_change_is_never_applied_and_expires():
+    rig = PumpRig()
+    c = rig.ready()
+    cid, summary = c.stage("program", CONT_300, rig.now())
+    assert summary["new"]["dose_ng_day"] == 300_000
+    rig.run(10 * 60_000)
+    assert c.program.mode == "stopped"
+    assert raises(ValueError, c.confirm, cid, rig.now())
+    assert c.program.mode == "stopped" and not c.engine.running
+
+
+def test_low_and_empty_reservoir_alarms_at_the_right_volumes():
+    rig = PumpRig()
+    c = rig.ready(volume_ml=3, conc_mcg_ml=50)
+    rig.program({"mode": "continuous", "conc_ng_ml": 50_000, "rate_nl_h": 100_000})  # 100 uL/h
+    c.action("start", rig.now())
+    rig.run(9 * 3_600_000)  # 0.9 mL: 2.1 mL left
+    assert not c.alarms.is_active(ev.RESERVOIR_LOW)
+    rig.run(2 * 3_600_000)  # 1.1 mL more: 1.9 mL left
+    assert c.alarms.is_active(ev.RESERVOIR_LOW)
+    assert c.state == RUNNING
+    rig.run(19 * 3_600_000 + 60_000)  # past empty
+    assert c.alarms.is_active(ev.RESERVOIR_EMPTY)
+    assert c.state == ALARM_STOP and not c.engine.running
+    assert c.reservoir.volume_nl <= 20  # stopped within one step of empty
+    n = rig.counted()
+    rig.run(3_600_000)
+    assert rig.counted() == n  # nothing after empty
+    assert raises(ValueError, c.action, "resume", rig.now())
+
+
+def test_after_power_loss_the_reservoir_is_never_over_estimated():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    c.action("start", rig.now())
+    rig.run(DAY_MS // 3 + 12_345)
+    true_left = c.reservoir.volume_nl - 0
+    delivered = rig.counted()
+    rig2 = rig.reboot()
+    c2 = rig2.ctl
+    assert c2.reservoir.volume_nl <= 20_000_000 - delivered * 20
+    assert c2.reservoir.volume_nl >= true_left - 50_000  # at most one 50 uL reserve lost
+    assert c2.state == RUNNING  # therapy resumes from a valid persisted state
+    assert c2.alarms.is_active(ev.CLOCK_NOT_CONFIRMED)
+
+
+def test_corrupt_state_means_no_dosing_and_a_high_alarm():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    c.action("start", rig.now())
+    rig.run(60_000)
+    with open(rig.root + "/program", "r+b") as f:
+        f.seek(20)
+        f.write(b"\\xff\\x00garbage")
+    rig2 = rig.reboot()
+    c2 = rig2.ctl
+    assert c2.state == ALARM_STOP
+    assert c2.alarms.is_active(ev.SELF_TEST_FAILED)
+    n = rig2.counted()
+    rig2.run(3_600_000)
+    assert rig2.counted() == n and not c2.engine.running
+
+
+def test_unhandled_fault_stops_the_motor_and_raises_a_high_alarm():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    c.action("start", rig.now())
+    rig.run(60_000)
+
+    def broken(n):
+        raise RuntimeError("simulated bug")
+
+    c.reservoir.apply_steps = broken
+    rig.run(3_600_000)
+    assert c.state == ALARM_STOP and c.alarms.is_active(ev.FAULT_SHUTDOWN)
+    assert not c.engine.running and c.hw.driver.enabled is False
+    assert any(e.code == ev.EV_FAULT for e in c.log.read(0, 1000))
+
+
+def test_a_dead_dose_timer_is_caught_and_the_pump_shut_down():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    c.action("start", rig.now())
+    rig.run(60_000)
+    CLOCK.timers[:] = []  # the timer died (an exception in a hard IRQ stops it)
+    rig.run(60_000)
+    assert c.alarms.is_active(ev.SUBSYSTEM_SILENT)
+    assert c.state == ALARM_STOP and c.hw.driver.enabled is False
+
+
+def test_no_bolus_during_a_high_priority_alarm():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    c.alarms.raise_(ev.OCCLUSION, rig.now())
+    cid, _ = c.stage("bolus", {"kind": "clinician", "dose_ng": 50_000, "duration_s": 600}, rig.now())
+    e = raises(ValueError, c.confirm, cid, rig.now())
+    assert "high-priority alarm" in str(e)
+    assert c.bolus is None
+
+
+def test_clinician_bolus_is_delivered_on_top_of_the_basal_rate():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    c.action("start", rig.now())
+    cid, _ = c.stage("bolus", {"kind": "clinician", "dose_ng": 50_000, "duration_s": 600}, rig.now())
+    c.confirm(cid, rig.now())
+    rig.run(3_600_000)
+    # 50 mcg at 500 mcg/mL = 100 uL = 5,000 steps; plus one hour of 25 uL/h = 1,250 steps
+    assert 6_250 - 2 <= rig.counted() <= 6_250, rig.counted()
+    assert c.bolus is None
+
+
+def test_commands_need_the_clock_set_by_a_host():
+    rig = PumpRig()
+    assert isinstance(raises(ValueError, rig.ctl.stage, "program", CONT_300, rig.now()), CommandError)
