@@ -9,6 +9,15 @@ from vmtest import raises
 CONT_300 = {"mode": "continuous", "conc_ng_ml": 500_000, "dose_ng_day": 300_000}
 
 
+def running_pump():
+    """20 mL of 500 mcg/mL, 300 mcg/day (25 uL/h) confirmed and started."""
+    rig = PumpRig()
+    c = rig.ready()
+    rig.program(CONT_300)
+    c.action("start", rig.now())
+    return rig, c
+
+
 def test_first_power_on_writes_safe_defaults_and_stays_stopped():
     rig = PumpRig()
     c = rig.ctl
@@ -18,10 +27,7 @@ def test_first_power_on_writes_safe_defaults_and_stays_stopped():
 
 
 def test_a_day_at_300_mcg_per_day_delivers_0_6_ml_within_one_step():
-    rig = PumpRig()
-    c = rig.ready()
-    rig.program(CONT_300)
-    c.action("start", rig.now())
+    rig, c = running_pump()
     assert c.state == RUNNING and c.rate_nl_h == 25_000
     rig.run(DAY_MS)
     ideal = 600_000 * 1000 // 20_000  # 0.6 mL at 0.02 uL/step = 30,000 steps
@@ -87,10 +93,7 @@ def test_low_and_empty_reservoir_alarms_at_the_right_volumes():
 
 
 def test_after_power_loss_the_reservoir_is_never_over_estimated():
-    rig = PumpRig()
-    c = rig.ready()
-    rig.program(CONT_300)
-    c.action("start", rig.now())
+    rig, c = running_pump()
     rig.run(DAY_MS // 3 + 12_345)
     true_left = c.reservoir.volume_nl - 0
     delivered = rig.counted()
@@ -103,10 +106,7 @@ def test_after_power_loss_the_reservoir_is_never_over_estimated():
 
 
 def test_corrupt_state_means_no_dosing_and_a_high_alarm():
-    rig = PumpRig()
-    c = rig.ready()
-    rig.program(CONT_300)
-    c.action("start", rig.now())
+    rig, c = running_pump()
     rig.run(60_000)
     with open(rig.root + "/program", "r+b") as f:
         f.seek(20)
@@ -121,10 +121,7 @@ def test_corrupt_state_means_no_dosing_and_a_high_alarm():
 
 
 def test_unhandled_fault_stops_the_motor_and_raises_a_high_alarm():
-    rig = PumpRig()
-    c = rig.ready()
-    rig.program(CONT_300)
-    c.action("start", rig.now())
+    rig, c = running_pump()
     rig.run(60_000)
 
     def broken(n):
@@ -138,10 +135,7 @@ def test_unhandled_fault_stops_the_motor_and_raises_a_high_alarm():
 
 
 def test_a_dead_dose_timer_is_caught_and_the_pump_shut_down():
-    rig = PumpRig()
-    c = rig.ready()
-    rig.program(CONT_300)
-    c.action("start", rig.now())
+    rig, c = running_pump()
     rig.run(60_000)
     CLOCK.timers[:] = []  # the timer died (an exception in a hard IRQ stops it)
     rig.run(60_000)
@@ -161,10 +155,7 @@ def test_no_bolus_during_a_high_priority_alarm():
 
 
 def test_clinician_bolus_is_delivered_on_top_of_the_basal_rate():
-    rig = PumpRig()
-    c = rig.ready()
-    rig.program(CONT_300)
-    c.action("start", rig.now())
+    rig, c = running_pump()
     cid, _ = c.stage("bolus", {"kind": "clinician", "dose_ng": 50_000, "duration_s": 600}, rig.now())
     c.confirm(cid, rig.now())
     rig.run(3_600_000)
