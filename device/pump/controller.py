@@ -360,6 +360,8 @@ class Controller:
         t = self.wall(now_ms)
         staged = self.stager.pending(t)
         blocked = self.bolus_blocked() if staged is not None and staged.kind == "bolus" else None
+        if staged is not None and isinstance(staged.obj, therapy.Program) and self.state in (RUNNING, SUSPENDED):
+            self._require_drug_matches(staged.obj)
         change = self.stager.confirm(change_id, t, blocked)
         obj = change.obj
         if isinstance(obj, therapy.Program):
@@ -394,6 +396,7 @@ class Controller:
         t = self.wall(now_ms)
         # A refusal is an error reply only: a rejected command leaves the log as it was.
         b = self.demand.give(self.program, t, self.bolus_blocked())
+        self._checkpoint(now_ms, force=True)  # the lockout must survive a reset
         self.bolus = b
         self._log(ev.EV_BOLUS_STARTED, b.volume_nl, b.duration_s)
         self._apply_rate(now_ms)
@@ -411,6 +414,7 @@ class Controller:
             return self._clear(now_ms)
         if name in ("start", "resume"):
             self._require_clock()
+            self._require_drug_matches(self.program)
         old = self.state
         self.state = new
         try:
@@ -463,6 +467,15 @@ class Controller:
 
     def acknowledge(self, code, now_ms):
         return self.alarms.acknowledge(ALL if code is None else code, now_ms)
+
+    def _require_drug_matches(self, program):
+        """A dose program computed for one concentration must not run on another."""
+        conc = self.reservoir.conc
+        if program.mode != therapy.STOPPED_MODE and conc and program.conc != conc:
+            raise CommandError("program is for %s but the reservoir holds %s: stage a program for"
+                               " the refilled concentration" % (
+                                   units.format_quantity(units.CONC, program.conc),
+                                   units.format_quantity(units.CONC, conc)))
 
     def _require_clock(self):
         if not self.clock.known:

@@ -167,3 +167,12 @@ def test_clinician_bolus_is_delivered_on_top_of_the_basal_rate():
 def test_commands_need_the_clock_set_by_a_host():
     rig = PumpRig()
     assert isinstance(raises(ValueError, rig.ctl.stage, "program", CONT_300, rig.now()), CommandError)
+
+
+def test_a_program_for_another_concentration_will_not_start():
+    rig = PumpRig()
+    c = rig.ready(conc_mcg_ml=2000)
+    rig.program(CONT_300)  # written for 500 mcg/mL
+    e = raises(ValueError, c.action, "start", rig.now())
+    assert "500 mcg/mL" in str(e) and "2000 mcg/mL" in str(e)
+    assert c.state == STOPPED and not c.engine.running
