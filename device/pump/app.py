@@ -11,6 +11,7 @@ import micropython
 from pump.alarms import AlarmOutput
 from pump.controller import Controller, FAULT_EXCEPTION, FAULT_HOST_STOP
 from pump.dose import DoseEngine
+from pump.events import THERAPY_STOPPED
 from pump.log import EventLog
 from pump.motor import from_board as motor_from_board
 from pump.power import monitor_for
@@ -104,7 +105,7 @@ class MainLoop:
                     self.on_input(ctl, data, uptime.now())
         except KeyboardInterrupt:
             # Ctrl-C from the host (mpremote taking over): stop safely, say so, log it.
-            ctl.shutdown(FAULT_HOST_STOP)
+            ctl.shutdown(FAULT_HOST_STOP, alarm=THERAPY_STOPPED)
             raise
 
 

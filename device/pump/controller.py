@@ -328,8 +328,9 @@ class Controller:
         self.rate_nl_h = 0
         self.bolus = None
 
-    def shutdown(self, reason, arg=0):
-        """Motor off, HIGH alarm, logged; no dosing until a valid state is restored."""
+    def shutdown(self, reason, arg=0, alarm=ev.FAULT_SHUTDOWN):
+        """Motor off, alarm (HIGH unless the host stopped us), logged; no dosing until
+        a valid state is restored."""
         try:
             self._motor_off()
         finally:
@@ -337,7 +338,7 @@ class Controller:
             self.bolus = None
             self.state = ALARM_STOP
             self.stager.cancel()
-            self.alarms.raise_(ev.FAULT_SHUTDOWN, self._now_ms, reason)
+            self.alarms.raise_(alarm, self._now_ms, reason)
             try:
                 self._log(ev.EV_FAULT, reason, arg)
             except Exception as e:  # the log is on flash; a failing flash must not stop the stop

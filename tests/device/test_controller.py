@@ -176,3 +176,17 @@ def test_a_program_for_another_concentration_will_not_start():
     e = raises(ValueError, c.action, "start", rig.now())
     assert "500 mcg/mL" in str(e) and "2000 mcg/mL" in str(e)
     assert c.state == STOPPED and not c.engine.running
+
+
+def test_ctrl_c_from_the_host_stops_the_pump_safely_and_says_so():
+    rig, c = running_pump()
+    rig.run(60_000)
+
+    def host_interrupt(ms):
+        raise KeyboardInterrupt
+
+    rig.loop.wait = host_interrupt
+    assert raises(KeyboardInterrupt, rig.loop.run, rig.loop.uptime.ms + 60_000)
+    assert c.state == ALARM_STOP and not c.engine.running and c.hw.driver.enabled is False
+    assert c.alarms.is_active(ev.THERAPY_STOPPED)
+    assert any(e.code == ev.EV_FAULT for e in c.log.read(0, 1000))
