@@ -23,7 +23,7 @@ from micropython import const
 from pump import events as ev
 from pump import therapy, units
 from pump.alarms import AlarmManager, ALL
-from pump.limits import HardLimits
+from pump.limits import HardLimits, check_bolus
 from pump.reservoir import Reservoir, ALARM_GROUP as RESERVOIR_ALARMS
 from pump.power import ServiceLife, ALARM_GROUP as POWER_ALARMS
 from pump.staging import Stager
@@ -88,6 +88,7 @@ class Controller:
         self.reservoir = Reservoir(self.config["capacity_nl"], self.board.PUMP["cal_pl_per_step"])
         self.stager = Stager(self)
         self.bolus = None  # type: Optional[therapy.Bolus]
+        self._bolus_doses = []  # (wall s, dose ng) of boluses in the last 24 h
         self.rate_nl_h = 0  # what the engine runs now
         self._reserved = 0  # reservoir steps claimed by the last checkpoint
         self._last_progress_ms = 0
@@ -161,6 +162,7 @@ class Controller:
         self.program = program
         self.life = ServiceLife.from_dict(cnt["life"], self.steps_per_rev)
         self.demand = therapy.BolusLedger.from_list(cnt["demand"])
+        self._bolus_doses = [(int(x[0]), int(x[1])) for x in cnt.get("boluses", ())]
         self._reserved = res.steps
         self.clock.resume_from(cnt["wall"], now_ms)
         self.alarms.raise_(ev.CLOCK_NOT_CONFIRMED, now_ms)
@@ -191,7 +193,8 @@ class Controller:
             return
         ahead = self._reserve_steps() if self.rate_nl_h else 0
         rec = {"res": self.reservoir.checkpoint_dict(ahead), "life": self.life.to_dict(),
-               "demand": self.demand.to_list(), "wall": self.wall(now_ms)}
+               "demand": self.demand.to_list(), "boluses": self._bolus_doses,
+               "wall": self.wall(now_ms)}
         self.store.save("counters", rec, SCHEMA)
         self._reserved = delivered + ahead
         self.engine.service()  # a flash write blocked IRQs: start repaying now
@@ -367,6 +370,12 @@ class Controller:
         obj = change.obj
         if isinstance(obj, therapy.Program):
             old = self.program
+            bridge = therapy.bridge_bolus(old, obj, self.dead_volume_nl, t)
+            if bridge is not None:
+                # Old drug fills the catheter: push it at the old program's pace first,
+                # the new program starts when the bridge ends (docs/therapy.md).
+                check_bolus(bridge, self.limits, self.motor_max_nl_h)
+                obj = obj.started(_end(bridge))
             self.program = obj
             try:
                 self.store.save("program", self._program_record(), SCHEMA)
@@ -375,13 +384,14 @@ class Controller:
                 raise
             self._log(ev.EV_PROGRAM_COMMITTED, obj.daily_dose() // 1000,
                       therapy.daily_volume(obj, t) // 1000)
+            if bridge is not None:
+                self._start_bolus(bridge)
         elif isinstance(obj, HardLimits):
             self.store.save("limits", obj.to_dict(), SCHEMA)
             self.limits = obj
             self._log(ev.EV_LIMITS_COMMITTED)
         elif isinstance(obj, therapy.Bolus):
-            self.bolus = obj
-            self._log(ev.EV_BOLUS_STARTED, obj.volume_nl, obj.duration_s)
+            self._start_bolus(obj)
         self._apply_rate(now_ms)
         return change
 
@@ -397,11 +407,24 @@ class Controller:
         t = self.wall(now_ms)
         # A refusal is an error reply only: a rejected command leaves the log as it was.
         b = self.demand.give(self.program, t, self.bolus_blocked())
+        self._start_bolus(b)
         self._checkpoint(now_ms, force=True)  # the lockout must survive a reset
-        self.bolus = b
-        self._log(ev.EV_BOLUS_STARTED, b.volume_nl, b.duration_s)
         self._apply_rate(now_ms)
         return b
+
+    def _start_bolus(self, b):
+        self.bolus = b
+        if b.dose_ng:
+            t = b.start_s or 0
+            self._bolus_doses = [x for x in self._bolus_doses if x[0] > t - 86400][-23:] + [(t, b.dose_ng)]
+        self._log(ev.EV_BOLUS_STARTED, b.volume_nl, b.duration_s)
+
+    @property
+    def dose_24h_ng(self):
+        """Dose in the last 24 h for bolus limit checks, erring high: the program's
+        largest 24 h dose plus every bolus started in the last 24 h."""
+        t = self.wall()
+        return self.program.daily_dose() + sum(d for (s, d) in self._bolus_doses if s > t - 86400)
 
     def action(self, name, now_ms):
         """start / stop / suspend / resume / clear, by the therapy state machine."""
@@ -465,6 +488,42 @@ class Controller:
         self.alarms.clear_condition(ev.RESERVOIR_EMPTY, now_ms)
         self.alarms.clear_condition(ev.RESERVOIR_LOW, now_ms)
         return rec
+
+    def set_config(self, updates, now_ms):
+        """Change config fields (validated all first, persisted, then applied)."""
+        self._now_ms = now_ms
+        new = dict(self.config)
+        cal = None
+        for key in updates:
+            v = updates[key]
+            if key == "drug":
+                if not isinstance(v, str) or len(v) > 24:
+                    raise CommandError("drug: a name of at most 24 characters")
+            elif key == "cal_pl":
+                if not isinstance(v, int) or not 1_000 <= v <= 10_000_000:
+                    raise CommandError("cal_pl: calibration %r outside 1,000-10,000,000 pL per microstep"
+                                       " (0.001-10 uL); re-run the calibration" % (v,))
+                if self.state == RUNNING:
+                    raise CommandError("cal_pl: suspend or stop therapy before changing calibration")
+                cal = v
+                continue
+            elif key in ("low_nl", "dead_volume_nl"):
+                hi = self.reservoir.capacity_nl if key == "low_nl" else 5_000_000
+                if not isinstance(v, int) or not 0 <= v <= hi:
+                    raise CommandError("%s: %r outside 0-%d nL" % (key, v, hi))
+            else:
+                raise CommandError("unknown config field %r; fields: drug, cal_pl, low_nl,"
+                                   " dead_volume_nl" % (key,))
+            new[key] = v
+        self.store.save("config", new, SCHEMA)
+        self.config = new
+        self.reservoir.set_low_threshold(new["low_nl"])
+        if cal is not None:
+            self.reservoir.set_calibration(cal)
+            self._checkpoint(now_ms, force=True)
+            self._log(ev.EV_CALIBRATION_SET, cal)
+        self._reservoir_alarms(now_ms)
+        return new
 
     def acknowledge(self, code, now_ms):
         return self.alarms.acknowledge(ALL if code is None else code, now_ms)

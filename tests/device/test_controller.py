@@ -190,3 +190,50 @@ def test_ctrl_c_from_the_host_stops_the_pump_safely_and_says_so():
     assert c.state == ALARM_STOP and not c.engine.running and c.hw.driver.enabled is False
     assert c.alarms.is_active(ev.THERAPY_STOPPED)
     assert any(e.code == ev.EV_FAULT for e in c.log.read(0, 1000))
+
+
+def test_a_concentration_change_bridges_the_old_drug_out_of_the_catheter():
+    rig, c = running_pump()
+    c.set_config({"dead_volume_nl": 100_000}, rig.now())  # 0.1 mL of catheter
+    rig.run(3_600_000)
+    c.action("suspend", rig.now())
+    c.refill(20_000_000, 2_000_000, rig.now())  # now 2000 mcg/mL
+    n0 = rig.counted()
+    cid, summary = c.stage("program", {"mode": "continuous", "conc_ng_ml": 2_000_000,
+                                       "dose_ng_day": 300_000}, rig.now())
+    assert summary["bridge"]["volume_nl"] == 100_000
+    c.confirm(cid, rig.now())
+    assert c.bolus is not None and c.bolus.kind == "bridge"
+    c.action("resume", rig.now())
+    rig.run(4 * 3_600_000)  # 0.1 mL at the old 25 uL/h: 4 h, then the new 6.25 uL/h
+    assert c.bolus is None
+    bridged = rig.counted() - n0
+    assert 4_999 <= bridged <= 5_000, bridged
+    rig.run(4 * 3_600_000)
+    new_rate = rig.counted() - n0 - bridged  # 4 h at 6.25 uL/h = 25 uL = 1,250 steps
+    assert 1_249 <= new_rate <= 1_251, new_rate
+
+
+def test_boluses_count_against_the_daily_dose_limit():
+    rig, c = running_pump()  # 300 mcg/day basal, max_daily_dose 1000 mcg/day
+    bolus = {"kind": "clinician", "dose_ng": 100_000, "duration_s": 600}
+    for _ in range(7):  # 300 + 7 x 100 = 1000 mcg: the limit exactly
+        cid, _ = c.stage("bolus", bolus, rig.now())
+        c.confirm(cid, rig.now())
+        rig.run(700_000)
+    e = raises(ValueError, c.stage, "bolus", bolus, rig.now())
+    assert "max_daily_dose" in str(e)
+    rig.run(86_400_000)  # a day later the boluses have aged out
+    cid, _ = c.stage("bolus", bolus, rig.now())
+    assert cid
+
+
+def test_config_changes_are_validated_whole():
+    rig = PumpRig()
+    c = rig.ready()
+    before = rig.state_files()
+    e = raises(ValueError, c.set_config, {"drug": "baclofen", "dead_volume_nl": -5}, rig.now())
+    assert "dead_volume_nl" in str(e)
+    assert c.config["drug"] == "" and rig.state_files() == before
+    c.set_config({"drug": "baclofen", "low_nl": 4_000_000}, rig.now())
+    assert c.reservoir.low_nl == 4_000_000 and c.store.load("config")["drug"] == "baclofen"
