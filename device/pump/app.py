@@ -17,7 +17,7 @@ from pump.motor import from_board as motor_from_board
 from pump.power import monitor_for
 from pump.store import Store
 
-_WDT_FEED_MS = 1000
+_MAX_WAIT_MS = 1000  # without a watchdog, and after a fault
 
 
 class Hardware:
@@ -86,6 +86,7 @@ class MainLoop:
         ctl = self.ctl
         uptime = self.uptime
         wdt = ctl.hw.wdt
+        feed_ms = ctl.hw.wdt_timeout_ms // 2 if wdt is not None else _MAX_WAIT_MS
         try:
             while until_ms is None or uptime.ms < until_ms:
                 now = uptime.now()
@@ -94,15 +95,22 @@ class MainLoop:
                 except Exception as e:  # the one fail-safe path
                     print("fault:", repr(e))
                     ctl.shutdown(FAULT_EXCEPTION)
-                    deadline = now + _WDT_FEED_MS
-                if wdt is not None:
-                    wdt.feed()  # only a pass that completed feeds the dog
-                sleep = deadline - uptime.now()
-                if until_ms is not None and uptime.ms + sleep > until_ms:
-                    sleep = until_ms - uptime.ms
-                data = self.wait(sleep if sleep > 0 else 0)
-                if data is not None and self.on_input is not None:
-                    self.on_input(ctl, data, uptime.now())
+                    deadline = now + _MAX_WAIT_MS
+                if until_ms is not None and deadline > until_ms:
+                    deadline = until_ms
+                # Sleep to the deadline, waking only to feed the watchdog: a pass
+                # that completed feeds it, a hung or crashed loop does not.
+                while True:
+                    if wdt is not None:
+                        wdt.feed()
+                    left = deadline - uptime.now()
+                    if left <= 0:
+                        break
+                    data = self.wait(left if left < feed_ms else feed_ms)
+                    if data is not None:
+                        if self.on_input is not None:
+                            self.on_input(ctl, data, uptime.now())
+                        break  # input may change the plan: service again
         except KeyboardInterrupt:
             # Ctrl-C from the host (mpremote taking over): stop safely, say so, log it.
             ctl.shutdown(FAULT_HOST_STOP, alarm=THERAPY_STOPPED)

@@ -283,10 +283,7 @@ class Controller:
             self.driver_enable(False)
 
     def _next_deadline(self, now_ms):
-        due = now_ms + _MAX_SLEEP_MS
-        wdt = self.hw.wdt_timeout_ms
-        if wdt:
-            due = min(due, now_ms + wdt // 2)
+        due = now_ms + _MAX_SLEEP_MS  # the main loop feeds the watchdog in between
         if self.engine.needs_service():
             return now_ms
         t = self.wall(now_ms)
