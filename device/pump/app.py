@@ -88,7 +88,7 @@ class MainLoop:
         wdt = ctl.hw.wdt
         feed_ms = ctl.hw.wdt_timeout_ms // 2 if wdt is not None else _MAX_WAIT_MS
         try:
-            while until_ms is None or uptime.ms < until_ms:
+            while True:
                 now = uptime.now()
                 try:
                     deadline = ctl.service(now)
@@ -96,6 +96,8 @@ class MainLoop:
                     print("fault:", repr(e))
                     ctl.shutdown(FAULT_EXCEPTION)
                     deadline = now + _MAX_WAIT_MS
+                if until_ms is not None and now >= until_ms:
+                    break  # the pass at until_ms has accounted for everything
                 if until_ms is not None and deadline > until_ms:
                     deadline = until_ms
                 # Sleep to the deadline, waking only to feed the watchdog: a pass

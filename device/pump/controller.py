@@ -287,12 +287,13 @@ class Controller:
         if self.engine.needs_service():
             return now_ms
         t = self.wall(now_ms)
+        until = self.clock.ms_until
         if self.state == RUNNING:
             nxt = therapy.next_change(self.program, t)
             if nxt is not None:
-                due = min(due, now_ms + (nxt - t) * 1000)
+                due = min(due, now_ms + until(nxt, now_ms))
         if self.bolus is not None:
-            due = min(due, now_ms + (_end(self.bolus) - t) * 1000)
+            due = min(due, now_ms + until(_end(self.bolus), now_ms))
         if self.rate_nl_h:
             # wake before half the checkpoint reserve is used
             left = self._reserved - self._reserve_steps() // 2 - self.reservoir.steps

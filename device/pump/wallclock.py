@@ -40,3 +40,8 @@ class WallClock:
         if not self.known:
             return 0
         return self._base_wall + (uptime_ms - self._base_ms) // 1000
+
+    def ms_until(self, wall_s, uptime_ms):
+        """Milliseconds from uptime `uptime_ms` to the start of wall second `wall_s`
+        (exact to the ms, unlike subtracting whole seconds)."""
+        return (wall_s - self._base_wall) * 1000 - (uptime_ms - self._base_ms)
