@@ -12,11 +12,12 @@ all: test
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt requirements-stubs.txt
+$(STAMP): requirements.txt requirements-nodeps.txt requirements-stubs.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install -q --no-deps -e .  # the pumpctl console command
 	rm -rf $(STUBS)
 	grep -v '^#' requirements-stubs.txt | while IFS='=' read -r port pkg; do \
 	  [ -n "$$port" ] && $(BIN)/pip install -q --no-user --target $(STUBS)/$$port "$${pkg#=}" || exit 1; \

@@ -1,0 +1,1 @@
+"""pumpctl: the host CLI for dosekit pumps (real boards and the virtual board)."""
