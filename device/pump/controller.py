@@ -42,6 +42,7 @@ _RESERVE_MS = const(600_000)  # reserve ~10 min of steps per checkpoint (flash e
 _RESERVE_MIN = const(100)  # steps
 _RESERVE_MAX_NL = const(50_000)  # never claim more than 50 uL ahead
 _MAX_SLEEP_MS = const(60_000)
+_WALL_SAVE_MS = const(6 * 3_600_000)  # persisted wall time is at most 6 h old after a power loss
 _SILENT_SLACK_MS = const(2_000)
 
 # FAULT_SHUTDOWN reasons (alarm arg, log a0).
@@ -91,6 +92,7 @@ class Controller:
         self._bolus_doses = []  # (wall s, dose ng) of boluses in the last 24 h
         self.rate_nl_h = 0  # what the engine runs now
         self._reserved = 0  # reservoir steps claimed by the last checkpoint
+        self._checkpoint_ms = 0
         self._last_progress_ms = 0
         self._now_ms = 0
         self.selftest_result = {}
@@ -189,13 +191,15 @@ class Controller:
 
     def _checkpoint(self, now_ms, force=False):
         delivered = self.reservoir.steps
-        if not force and delivered < self._reserved - self._reserve_steps() // 2:
+        stale = now_ms - self._checkpoint_ms >= _WALL_SAVE_MS  # keep the persisted clock fresh
+        if not force and not stale and delivered < self._reserved - self._reserve_steps() // 2:
             return
         ahead = self._reserve_steps() if self.rate_nl_h else 0
         rec = {"res": self.reservoir.checkpoint_dict(ahead), "life": self.life.to_dict(),
                "demand": self.demand.to_list(), "boluses": self._bolus_doses,
                "wall": self.wall(now_ms)}
         self.store.save("counters", rec, SCHEMA)
+        self._checkpoint_ms = now_ms
         self._reserved = delivered + ahead
         self.engine.service()  # a flash write blocked IRQs: start repaying now
 
@@ -304,6 +308,7 @@ class Controller:
             mark = self.reservoir.low_nl if vol > self.reservoir.low_nl else 0
             ms = (vol - mark) * 3_600_000 // self.rate_nl_h
             due = min(due, now_ms + max(ms, 1))
+        due = min(due, self._checkpoint_ms + _WALL_SAVE_MS)
         a = self.alarms.next_deadline(now_ms)
         if a is not None:
             due = min(due, a)
@@ -347,9 +352,12 @@ class Controller:
 
     # ---- commands (validated first; a refusal changes nothing) ------------------------
     def set_clock(self, wall_s, now_ms):
+        self._now_ms = now_ms
         self.clock.set(wall_s, now_ms)
         self.alarms.clear_condition(ev.CLOCK_NOT_CONFIRMED, now_ms)
         self._log(ev.EV_CLOCK_SET, wall_s)
+        if self.state != SELFTEST and self.state != ALARM_STOP:
+            self._checkpoint(now_ms, force=True)  # a reset without a host resumes from here
 
     def stage(self, kind, payload, now_ms):
         self._require_clock()

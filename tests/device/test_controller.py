@@ -237,3 +237,16 @@ def test_config_changes_are_validated_whole():
     assert c.config["drug"] == "" and rig.state_files() == before
     c.set_config({"drug": "baclofen", "low_nl": 4_000_000}, rig.now())
     assert c.reservoir.low_nl == 4_000_000 and c.store.load("config")["drug"] == "baclofen"
+
+
+def test_after_a_reset_without_host_schedules_run_on_persisted_time_plus_uptime():
+    rig = PumpRig()
+    c = rig.ready()
+    rig.run(13 * 3_600_000)  # stopped pump: the clock is still saved every 6 h
+    wall_before = c.wall(rig.now())
+    rig2 = rig.reboot()
+    c2 = rig2.ctl
+    assert c2.alarms.is_active(ev.CLOCK_NOT_CONFIRMED) and not c2.clock.confirmed
+    assert wall_before - 6 * 3600 <= c2.wall(rig2.now()) <= wall_before  # errs early, never ahead
+    c2.set_clock(wall_before + 10, rig2.now())
+    assert not c2.alarms.is_active(ev.CLOCK_NOT_CONFIRMED)
