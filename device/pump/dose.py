@@ -37,12 +37,13 @@ PERIOD_MARGIN = const(64)  # timer period = interval - interval/64: a callback n
 
 def interval_for(steps, per_us):
     """Step interval for `steps` steps every `per_us` microseconds, as
-    (whole_us, frac16), rounded to the nearest 1/65536 us. None when stopped."""
+    (whole_us, frac16), rounded to the nearest 1/65536 us (ties to the longer
+    interval). None when stopped. pump.units builds every interval with it."""
     if steps <= 0:
         return None
     q = (per_us * FRAC_ONE * 2 + steps) // (steps * 2)
     if q < FRAC_ONE:
-        raise ValueError("step rate above 1,000,000 steps/s")
+        raise ValueError("step rate above 1,000,000 steps/s; lower the rate")
     return q // FRAC_ONE, q % FRAC_ONE
 
 

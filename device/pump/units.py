@@ -26,6 +26,8 @@ Rounding (every rule is stated at the function too):
 """
 from micropython import const
 
+from pump.dose import interval_for  # the one rounding rule for step intervals
+
 try:
     from typing import Optional, Tuple  # noqa: F401
 except ImportError:
@@ -203,14 +205,6 @@ def motor_max_flow(max_steps_per_s, cal_pl):
     return max_steps_per_s * S_PER_H * cal_pl // PL_PER_NL
 
 
-def _interval(num_us, steps):
-    # num_us / steps in 1/65536 us, nearest, ties to the longer interval.
-    q = (num_us * FRAC_ONE * 2 + steps) // (steps * 2)
-    if q < FRAC_ONE:
-        raise ValueError("step rate above 1,000,000 steps/s; lower the rate")
-    return q // FRAC_ONE, q % FRAC_ONE
-
-
 def step_interval(rate_nl_h, cal_pl):
     """Time between microsteps for a flow: (whole_us, frac16), the interval being
     whole_us + frac16/65536 us, rounded to the nearest 1/65536 us (ties longer).
@@ -221,7 +215,7 @@ def step_interval(rate_nl_h, cal_pl):
     if rate_nl_h == 0:
         return None
     # interval_us = 3600e6 us / (rate * 1000 / cal) = 3_600_000 * cal / rate
-    return _interval(3_600_000 * cal_pl, rate_nl_h)
+    return interval_for(rate_nl_h, 3_600_000 * cal_pl)
 
 
 def span_interval(steps, duration_s):
@@ -231,7 +225,7 @@ def span_interval(steps, duration_s):
     _pos("duration", duration_s)
     if steps == 0:
         return None
-    return _interval(duration_s * 1_000_000, steps)
+    return interval_for(steps, duration_s * 1_000_000)
 
 
 # ---- parsing ----------------------------------------------------------------------
