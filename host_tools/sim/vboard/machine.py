@@ -10,6 +10,12 @@ from vboard.clock import CLOCK, SimTimer
 # What the simulated port supports; the virtual board's definition sets these.
 PORT = {"hard_timer": True, "hard_error": ValueError}
 
+# The last Pin made for each id (a test or the physics can find the firmware's pins),
+# and hooks by pin id: hook(pin) runs when the firmware makes that pin (vboard.physics
+# attaches its watchers this way, again after every simulated reset).
+PINS = {}
+PIN_HOOKS = {}
+
 
 class Pin:
     IN = 0
@@ -25,9 +31,13 @@ class Pin:
         self.mode = mode
         self._v = 0
         self.rising = 0  # rising edges seen: a logic analyser on the pin
-        self.watcher = None  # callable(pin, value) on every change
+        self.watcher = None  # callable(pin, value) on every change; must not allocate
         if value is not None:
             self.value(value)
+        PINS[id] = self
+        hook = PIN_HOOKS.get(id)
+        if hook is not None:
+            hook(self)
 
     def init(self, mode=-1, pull=-1, value=None):
         self.mode = mode
@@ -101,20 +111,30 @@ ANALOG = {29: lambda: 5.0 / 3}
 
 
 class ADC:
-    """12-bit converter scaled to 16 bits; its input comes from ANALOG by pin id."""
+    """12-bit converter scaled to 16 bits; its input comes from ANALOG by pin id:
+    a callable() -> volts (ideal conversion), or an object whose `adc_code()` returns
+    the 12-bit code itself (vboard.physics: noise and DNL like an RP2040)."""
 
     CORE_TEMP = 4
 
     def __init__(self, pin):
         self.pin = pin
-        pid = pin.id if isinstance(pin, Pin) else pin
-        self.source = ANALOG.get(pid)  # callable() -> volts
+        self.pid = pin.id if isinstance(pin, Pin) else pin
+        self.source = ANALOG.get(self.pid)
+
+    def read_code(self):
+        src = self.source
+        if src is None:
+            src = self.source = ANALOG.get(self.pid)  # wired up after the ADC was made
+            if src is None:
+                return 0
+        if hasattr(src, "adc_code"):
+            return src.adc_code()
+        code = int(src() / 3.3 * 4095 + 0.5)
+        return 0 if code < 0 else 4095 if code > 4095 else code
 
     def read_u16(self):
-        if self.source is None:
-            return 0
-        code = int(self.source() / 3.3 * 4095 + 0.5)
-        code = 0 if code < 0 else 4095 if code > 4095 else code
+        code = self.read_code()
         return (code << 4) | (code >> 8)  # how the rp2 port scales 12 bits to 16
 
 
