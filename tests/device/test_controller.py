@@ -250,3 +250,22 @@ def test_after_a_reset_without_host_schedules_run_on_persisted_time_plus_uptime(
     assert wall_before - 6 * 3600 <= c2.wall(rig2.now()) <= wall_before  # errs early, never ahead
     c2.set_clock(wall_before + 10, rig2.now())
     assert not c2.alarms.is_active(ev.CLOCK_NOT_CONFIRMED)
+
+
+def test_a_sagging_supply_raises_low_battery_then_stops_at_end_of_service():
+    from vboard import machine
+
+    volts = [5.0]
+    machine.ANALOG[29] = lambda: volts[0] / 3  # VSYS/3 on GP29
+    try:
+        rig, c = running_pump()
+        rig.ctl.hw.power.read_mv()
+        volts[0] = 3.55  # below the 3.6 V low-battery mark
+        rig.run(10 * 60_000)
+        assert c.alarms.is_active(ev.BATTERY_LOW) and c.state == RUNNING
+        volts[0] = 3.2  # below end of service: dosing must stop
+        rig.run(10 * 60_000)
+        assert c.alarms.is_active(ev.END_OF_SERVICE)
+        assert c.state == ALARM_STOP and not c.engine.running
+    finally:
+        machine.ANALOG[29] = lambda: 5.0 / 3
