@@ -11,8 +11,8 @@ Persisted records (pump.store), each CRC-checked and replaced atomically:
   counters reservoir ledger with steps reserved ahead, service life, demand-bolus
            times, last known wall time
 Counters are written *before* the steps they count: the record claims
-`reserve` steps more than delivered, and a checkpoint is due once half the
-reserve is used. After an unexpected reset the reservoir is therefore never
+`reserve` steps more than delivered, and a checkpoint is due once 7/8 of the
+reserve is used (the main loop wakes for it: its deadline follows the rate). After an unexpected reset the reservoir is therefore never
 over-estimated (it errs on "less left" by at most one reserve).
 
 Times: `now_ms` is uptime in ms (the main loop's monotonic counter); wall time
@@ -41,6 +41,7 @@ RECORDS = ("config", "limits", "program", "counters")
 _RESERVE_MS = const(600_000)  # reserve ~10 min of steps per checkpoint (flash endurance)
 _RESERVE_MIN = const(100)  # steps
 _RESERVE_MAX_NL = const(50_000)  # never claim more than 50 uL ahead
+_RESERVE_MARGIN = const(8)  # next checkpoint when 7/8 of the reserve is used (~9 min at 25 uL/h)
 _MAX_SLEEP_MS = const(60_000)
 _WALL_SAVE_MS = const(6 * 3_600_000)  # persisted wall time is at most 6 h old after a power loss
 _SILENT_SLACK_MS = const(2_000)
@@ -192,7 +193,7 @@ class Controller:
     def _checkpoint(self, now_ms, force=False):
         delivered = self.reservoir.steps
         stale = now_ms - self._checkpoint_ms >= _WALL_SAVE_MS  # keep the persisted clock fresh
-        if not force and not stale and delivered < self._reserved - self._reserve_steps() // 2:
+        if not force and not stale and delivered < self._reserved - self._reserve_steps() // _RESERVE_MARGIN:
             return
         ahead = self._reserve_steps() if self.rate_nl_h else 0
         rec = {"res": self.reservoir.checkpoint_dict(ahead), "life": self.life.to_dict(),
@@ -299,8 +300,8 @@ class Controller:
         if self.bolus is not None:
             due = min(due, now_ms + until(_end(self.bolus), now_ms))
         if self.rate_nl_h:
-            # wake before half the checkpoint reserve is used
-            left = self._reserved - self._reserve_steps() // 2 - self.reservoir.steps
+            # wake before the checkpoint reserve runs out
+            left = self._reserved - self._reserve_steps() // _RESERVE_MARGIN - self.reservoir.steps
             ms = left * self.reservoir.cal_pl * 3600 // self.rate_nl_h if left > 0 else 0
             due = min(due, now_ms + ms)
             # and when the reservoir crosses its low mark, then empty

@@ -269,3 +269,21 @@ def test_a_sagging_supply_raises_low_battery_then_stops_at_end_of_service():
         assert c.state == ALARM_STOP and not c.engine.running
     finally:
         machine.ANALOG[29] = lambda: 5.0 / 3
+
+
+def test_counters_on_flash_always_cover_the_steps_delivered_at_165_writes_a_day():
+    rig, c = running_pump()
+    saves = [0]
+    real_save = c.store.save
+
+    def counting_save(name, record, schema=1):
+        if name == "counters":
+            saves[0] += 1
+        return real_save(name, record, schema)
+
+    c.store.save = counting_save
+    for _minute in range(24 * 60):
+        rig.run(60_000)
+        persisted = c.store.load("counters")["res"]["steps"]
+        assert persisted >= rig.counted(), (persisted, rig.counted())  # never over-estimates what is left
+    assert 150 <= saves[0] <= 180, saves[0]  # ~one per 9 min at 25 uL/h: flash endurance budget
