@@ -49,6 +49,7 @@ DEFAULTS = {
     "steps_per_rev": 3200,
     "true_error": 0.0,  # true displacement / nominal - 1 (calibration error)
     "slip_per_kpa": 0.0,  # fraction of each stroke lost per kPa of line pressure
+    "stall_kpa": 400.0,  # the head cannot push harder: rollers slip, fluid stays behind
     "reservoir_ul": 0.0,  # true drug volume at start (a refill event adds to it)
     # line: None takes the value from LINES[line]
     "compliance_ul_kpa": None,
@@ -74,7 +75,7 @@ DEFAULTS = {
     "load_cell_noise_g": 0.0005,
     "density_g_ml": 1.0,
     # lazy integration: the scenario driver syncs at least this often (virtual s)
-    "sync_s": 60.0,
+    "sync_s": 300.0,
 }
 
 
@@ -295,8 +296,13 @@ class Physics:
             GL = self.G_line * self.leak_ratio
         p_out = self.p_out
         if dt <= 0:
-            dP = vol / C
-            self.P = P + dP
+            P1 = P + vol / C
+            pmax = self.p["stall_kpa"]
+            if P1 > pmax:
+                self.reservoir_ul += (P1 - pmax) * C
+                vol -= (P1 - pmax) * C
+                P1 = pmax
+            self.P = P1
             self.pumped_ul += vol
             self._peak()
             return
@@ -315,6 +321,10 @@ class Physics:
             P1 = P + b * dt / C
             intP = (P + P1) * 0.5 * dt
         slipped = slip * intP
+        pmax = self.p["stall_kpa"]
+        if P1 > pmax:  # the rollers slip at the head's limit (intP stays approximate)
+            slipped += (P1 - pmax) * C
+            P1 = pmax
         self.reservoir_ul += slipped
         self.pumped_ul += vol - slipped
         self.delivered_ul += G * (intP - p_out * dt)
