@@ -97,6 +97,7 @@ def test_stall_counts_steps_without_displacement_or_encoder_counts():
     b = Bench(reservoir_ul=100.0, encoder_cpr=64)
     try:
         b.pulses(3200)
+        b.clock.advance(600_000_000)
         b.phys.set_fault("stall")
         b.pulses(500)
         b.phys.set_fault("unstall")
@@ -216,6 +217,20 @@ def test_sensor_faults_stuck_open_rail():
         assert abs(b.phys.kpa_from_code(b.adc.read_u16() >> 4) - 80.0) < 0.2
         assert raises(ValueError, b.phys.set_fault, "sensor", "melted")
         assert raises(ValueError, b.phys.set_fault, "meteor")
+    finally:
+        b.close()
+
+
+def test_the_head_cannot_push_past_its_stall_pressure():
+    b = Bench(reservoir_ul=100.0)
+    try:
+        b.phys.set_fault("occlusion")
+        b.pulses(3000)  # 60 uL into 0.12 uL/kPa would be 500 kPa
+        b.clock.advance(60_000_000)
+        b.phys.sync()
+        assert b.phys.P == 400.0
+        assert abs(b.phys.pumped_ul - 399.0 * 0.12) < 1e-6  # from 1 kPa to 400 kPa
+        assert abs(b.phys.reservoir_ul + b.phys.pumped_ul - 100.0) < 1e-9
     finally:
         b.close()
 
