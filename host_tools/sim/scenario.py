@@ -412,7 +412,7 @@ def status_line(s):
     t = s["t_ms"] / 1000
     alarms = ",".join(s["alarms"]) if s["alarms"] and isinstance(s["alarms"][0], str) else (
         ",".join(_alarm_name(c) for c in s["alarms"]) or "-")
-    return "day %5.2f (%s)  %-10s rate %6.1f uL/h  delivered %8.1f uL  reservoir %6.2f mL  %6.1f kPa  alarms: %s" % (
+    return "day %5.2f (%s)  %-10s rate %6.1f uL/h  counted %8.1f uL  reservoir %6.2f mL  %6.1f kPa  alarms: %s" % (
         t / 86400, _fmt(t), s["state"], s["rate_nl_h"] / 1000, s["commanded_nl"] / 1000,
         (s["reservoir_fw_nl"] or 0) / 1e6, s["sensor_kpa"], alarms or "-")
 
@@ -425,3 +425,117 @@ def write_report(report, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1))
+
+
+# ---- what `pumpctl sim run` and `make sim` print ----------------------------------------
+def event_label(e):
+    """A short name for an applied event: its label, else its kind (and value)."""
+    if e.get("label"):
+        return e["label"]
+    if e["do"] == "fault":
+        return e["kind"] + (" %s" % e["value"] if e.get("value") is not None else "")
+    return e["do"]
+
+
+def summary_text(report):
+    s = report["summary"]
+    ml = lambda nl: "%.3f mL" % (nl / 1e6)  # noqa: E731
+    lines = [
+        "%s: %s simulated in %.1f s" % (report["scenario"], _fmt(s["duration_s"]), s["wall_time_s"]),
+        "  programmed (firmware target) %s" % ml(s["programmed_nl"]),
+        "  commanded (counted steps)    %s  (%d steps, %+.1f steps vs programmed)" % (
+            ml(s["commanded_nl"]), s["commanded_steps"],
+            (s["commanded_nl"] - s["programmed_nl"]) * 1000 / s["cal_pl_per_step"]),
+        "  displaced by the pump head   %s" % ml(s["pumped_nl"]),
+        "  reached the patient          %s" % ml(s["delivered_nl"]),
+    ]
+    if s["leaked_nl"]:
+        lines.append("  leaked                       %s" % ml(s["leaked_nl"]))
+    extra = []
+    for key, what in (("stalled_steps", "stalled"), ("air_steps", "pumped air"), ("ignored_steps", "driver off")):
+        if s[key]:
+            extra.append("%d %s" % (s[key], what))
+    if extra:
+        lines.append("  steps without drug moved     " + ", ".join(extra))
+    lines.append("  reservoir: firmware %s, true %s; peak line pressure %.1f kPa; %d boot(s)" % (
+        "-" if s["reservoir_fw_nl"] is None else ml(s["reservoir_fw_nl"]), ml(s["reservoir_true_nl"]),
+        s["peak_pressure_kpa"], s["boots"]))
+    lines.append("  final state %s, active alarms: %s" % (s["final_state"], ", ".join(s["final_alarms"]) or "none"))
+    alarms = [a for a in report["alarms"] if not (a["raised_s"] == 0 and a["cleared_s"] == 0)]
+    if alarms:
+        lines.append("alarms:")
+        for a in alarms:
+            lines.append("  %-13s %-6s %-20s %s" % (
+                _fmt(a["raised_s"]), a["priority"], a["alarm"],
+                "cleared " + _fmt(a["cleared_s"]) if a["cleared_s"] is not None else "still active"))
+    evs = [e for e in report["events"] if e["t_ms"] > 0]
+    if evs:
+        lines.append("events:")
+        for e in evs:
+            lines.append("  %-13s %-20s %s" % (_fmt(e["t_ms"] / 1000), e.get("kind", e["do"]),
+                                               event_label(e) + ("" if e["ok"] else "  REFUSED: " + e["error"])))
+    if report["checks"]:
+        lines.append("checks:")
+        for c in report["checks"]:
+            lines.append("  %s %-28s %s" % ("ok  " if c["ok"] else "FAIL", c["check"], c["detail"]))
+    return "\n".join(lines)
+
+
+class LiveStatus:
+    """One status line, rewritten in place on a terminal (at most ~10 times a second);
+    one line per simulated day otherwise."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.tty = self.stream.isatty()
+        self.last = 0.0
+        self.day = -1
+        self.width = 0
+
+    def __call__(self, s):
+        if self.tty:
+            now = time.monotonic()
+            if now - self.last < 0.1:
+                return
+            self.last = now
+            line = status_line(s)
+            self.width = max(self.width, len(line))
+            self.stream.write("\r" + line.ljust(self.width))
+            self.stream.flush()
+        else:
+            day = s["t_ms"] // 86_400_000
+            if day != self.day:
+                self.day = day
+                self.stream.write(status_line(s) + "\n")
+
+    def done(self):
+        if self.tty and self.width:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+
+
+def cli_run(path, report_path=None, plot_path=None, quiet=False, heap=None, as_json=False):
+    """`pumpctl sim run`: returns the exit code (1 if a check in [expect] failed)."""
+    spec = load(path)
+    if heap:
+        spec["heap"] = heap
+    live = None if quiet or as_json else LiveStatus()
+    report = run(spec, on_sample=live)
+    if live is not None:
+        live.done()
+    if report_path:
+        write_report(report, report_path)
+    if plot_path:
+        from sim import plot
+
+        Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
+        plot.plot(report, plot_path)
+    if as_json:
+        print(json.dumps({"summary": report["summary"], "checks": report["checks"]}, indent=1))
+    else:
+        print(summary_text(report))
+        if report_path:
+            print("report: %s" % report_path)
+        if plot_path:
+            print("plot: %s" % plot_path)
+    return 0 if all(c["ok"] for c in report["checks"]) else 1

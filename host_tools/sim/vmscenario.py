@@ -157,6 +157,10 @@ class Driver:
         out = {"t_ms": self.t_ms(), "do": kind, "ok": True}
         if e.get("label"):
             out["label"] = e["label"]
+        if kind == "fault":
+            out["kind"] = e["kind"]
+            if e.get("value") is not None:
+                out["value"] = e["value"]
         try:
             detail = self._apply(kind, e)
             if detail is not None:

@@ -50,7 +50,7 @@ DEFAULTS = {
     "true_error": 0.0,  # true displacement / nominal - 1 (calibration error)
     "slip_per_kpa": 0.0,  # fraction of each stroke lost per kPa of line pressure
     "stall_kpa": 400.0,  # the head cannot push harder: rollers slip, fluid stays behind
-    "reservoir_ul": 0.0,  # true drug volume at start (a refill event adds to it)
+    "reservoir_ul": 0.0,  # true drug volume at start (a refill event replaces it)
     # line: None takes the value from LINES[line]
     "compliance_ul_kpa": None,
     "resistance_kpa_s_ul": None,
@@ -338,8 +338,9 @@ class Physics:
 
     # ---- events ------------------------------------------------------------------------
     def refill(self, ul):
+        """A refill: what was left is withdrawn, `ul` is put in (as a clinician does)."""
         self.sync()
-        self.reservoir_ul += ul
+        self.reservoir_ul = float(ul)
 
     def set_fault(self, kind, value=None):
         """Inject or clear a fault now (see the module docstring for kinds)."""
