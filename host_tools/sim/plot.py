@@ -56,7 +56,7 @@ def plot(report, path):
     ap.axhline(100, color="k", ls="--", lw=0.8)
     ap.text(0, 100, " 100 kPa", va="bottom", fontsize=8)
     ap.set_ylabel("pressure (kPa)")
-    ap.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    ap.legend(loc="upper center", fontsize=8, framealpha=0.9)
 
     names = []
     for a in report["alarms"]:
@@ -91,7 +91,7 @@ def plot(report, path):
         label = label if len(label) <= 30 else label[:29] + "\u2026"
         if not e["ok"]:
             label += " (refused)"
-        av.annotate(label, (t, 1.0), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
+        ap.annotate(label, (t, 0.97), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
                     va="top", ha="right", color="#333333")
     for ax in axes:
         ax.grid(alpha=0.25)
