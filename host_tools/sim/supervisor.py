@@ -48,6 +48,10 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 PWRON_RESET, WDT_RESET = 1, 3  # vboard.machine; rp2's machine.reset() is a watchdog reset
 OUT_CAP = 1 << 20  # user-side buffer; beyond it output is dropped (a host that stops reading)
 HISTORY = 1 << 16
+# A Pico has ~240 KB free after boot; the 64-bit VM's objects are about twice a 32-bit
+# board's, so 192K (the device suite's heap) leaves mpremote too little once the pump
+# is loaded (163 KB in use at the prompt after Ctrl-C). 384K is about a Pico.
+DEFAULT_HEAP = "384K"
 BOOT_TIMEOUT = 20.0  # a VM that never reaches vmboot's marker: show what it printed
 
 
@@ -162,7 +166,7 @@ class Supervisor:
     deploy: deploy the firmware onto the image at start (default: when the image is new).
     """
 
-    def __init__(self, image, heap="192K", speed=1.0, deploy=None, fresh=False, use_mpy=True,
+    def __init__(self, image, heap=DEFAULT_HEAP, speed=1.0, deploy=None, fresh=False, use_mpy=True,
                  log=None):
         self.image = Path(image)
         self.heap = heap
@@ -184,6 +188,8 @@ class Supervisor:
         self._thread = None
         self._user = None  # master fd of the user pty
         self._vm_fd = None  # master fd of the current VM's pty
+        self._vm_slave = None  # its slave fd (the VM's stdin/stdout), kept open here too
+        self._pidfd = None  # readable when the VM exits
         self._state = "off"  # "booting", "swallow" (raw restart: hide the banner), "up"
         self._boot_t = 0.0
         self._scan = b""  # output held while looking for a marker
@@ -274,9 +280,18 @@ class Supervisor:
         cmd = [micropython(), "-X", "heapsize=" + self.heap, "-i", str(VMBOOT)]
         self.vm = subprocess.Popen(cmd, stdin=s, stdout=s, stderr=s, env=vm_env(extra),
                                    cwd=str(HERE), close_fds=True, start_new_session=True)
+        # The supervisor keeps the slave open too: what the VM had not read when it
+        # exited stays readable there and goes to the next VM, as bytes wait in a
+        # board's USB buffer across a soft reset.
+        # (A file description of its own: O_NONBLOCK on the VM's would break its reads.)
+        self._vm_slave = os.open(os.ttyname(s), os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         os.close(s)
         os.set_blocking(m, False)
         self._vm_fd = m
+        try:
+            self._pidfd = os.pidfd_open(self.vm.pid)
+        except (AttributeError, OSError):
+            self._pidfd = None  # no pidfd: the loop polls vm.poll() every 50 ms
         self._state = "booting"
         self._boot_t = time.monotonic()
         self._scan = b""
@@ -293,12 +308,16 @@ class Supervisor:
                 vm.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-        if self._vm_fd is not None:
-            try:
-                os.close(self._vm_fd)
-            except OSError:
-                pass
-            self._vm_fd = None
+        self._close_vm_fds()
+
+    def _close_vm_fds(self):
+        for fd in (self._vm_fd, self._vm_slave, self._pidfd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._vm_fd = self._vm_slave = self._pidfd = None
 
     def _vm_exited(self):
         """The VM process ended: reboot the board as a board would."""
@@ -308,11 +327,29 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             vm.kill()
             rc = vm.wait(5)
+        while True:  # what it printed last
+            try:
+                data = os.read(self._vm_fd, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            self._from_vm(data)
         self._flush_scan()
-        os.close(self._vm_fd)
-        self._vm_fd = None
+        unread = bytearray()
+        while True:  # what it had not read yet: input for the next VM
+            try:
+                data = os.read(self._vm_slave, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            unread += data
+        unread += self._to_vm
+        self._close_vm_fds()
         if self._stop:
             return
+        self._held[:0] = unread
         raw = self.raw
         if rc == -signal.SIGINT:
             # Ctrl-C raced the end of a command: the VM was already back at a prompt,
@@ -374,7 +411,8 @@ class Supervisor:
             rest = self._scan[i + len(UP_MARK):]
             self._scan = b""
             self._state = "boot-run"
-            self._release_held()
+            if not self._raw_after_boot:
+                self._release_held()
             self._from_vm(rest)
             return
         if self._state == "boot-run":
@@ -408,6 +446,7 @@ class Supervisor:
             self._state = "up"
             self._to_vm[:0] = b"\x01"  # into the raw REPL, as a board that soft-reset there
             self._emit(rest)
+            self._release_held()
 
     def _flush_scan(self):
         if self._scan and self._state != "swallow":
@@ -422,7 +461,7 @@ class Supervisor:
             self._from_user(data)
 
     def _from_user(self, data):
-        if self._state == "booting" or self._state == "swallow":
+        if self._state in ("booting", "swallow") or (self._state == "boot-run" and self._raw_after_boot):
             self._held += data  # the board is resetting
             return
         parts = data.split(b"\x03")
@@ -474,7 +513,11 @@ class Supervisor:
             if vm_fd is not None:
                 want = self._to_vm and self._state in ("boot-run", "up")
                 p.register(vm_fd, select.POLLIN | (select.POLLOUT if want else 0))
-            timeout = 1000 if connected and self._state in ("boot-run", "up") else 50
+            if self._pidfd is not None:
+                p.register(self._pidfd, select.POLLIN)
+            timeout = 50
+            if connected and self._state in ("boot-run", "up") and self._pidfd is not None:
+                timeout = 1000
             try:
                 events = p.poll(timeout)
             except InterruptedError:
@@ -525,19 +568,18 @@ class Supervisor:
                     raise
         if vm_fd is None:
             return
-        vev = ev.get(vm_fd, 0)
-        if vev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+        if ev.get(vm_fd, 0) & select.POLLIN:
             for _ in range(16):  # drain: the VM must never block on a full pty
                 try:
                     data = os.read(vm_fd, 65536)
-                except BlockingIOError:
+                except OSError:
                     break
-                except OSError:  # EIO: the VM has exited (its side closed)
-                    data = b""
                 if not data:
-                    self._vm_exited()
-                    return
+                    break
                 self._from_vm(data)
+        if (self._pidfd in ev) if self._pidfd is not None else (self.vm.poll() is not None):
+            self._vm_exited()
+            return
         self._write_vm()
         if self._state == "booting" and time.monotonic() - self._boot_t > BOOT_TIMEOUT:
             self._note("no boot marker after %.0f s; passing output through" % BOOT_TIMEOUT)
@@ -546,7 +588,7 @@ class Supervisor:
             self._release_held()
 
 
-def serve(name="virtual", image=None, heap="192K", speed=1.0, fresh=False, quiet=False):
+def serve(name="virtual", image=None, heap=DEFAULT_HEAP, speed=1.0, fresh=False, quiet=False):
     """`pumpctl sim serve`: a virtual board on a pseudo-terminal until Ctrl-C/SIGTERM."""
     image = Path(image) if image else data_dir() / "boards" / (name + ".img")
     say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
@@ -565,6 +607,8 @@ def serve(name="virtual", image=None, heap="192K", speed=1.0, fresh=False, quiet
         port = sup.start()
         entry.write_text(json.dumps({"name": name, "port": port, "pid": os.getpid(), "image": str(image),
                                      "speed": speed, "board": "virtual", "started": time.time()}))
+        if quiet:
+            print(port, flush=True)
         say("virtual board '%s' on %s" % (name, port))
         say("  flash image: %s" % image)
         say("  time: %s" % ("virtual (as fast as the VM runs)" if not speed else "real time x %g" % speed))

@@ -18,6 +18,7 @@ DOSEKIT_MAIN       "0": skip main.py (soft reset in the raw REPL)
 DOSEKIT_SPEED      "0": virtual time; > 0: real time times this factor
 DOSEKIT_RESET      machine.reset_cause() value for this boot
 """
+import gc
 import os
 import sys
 
@@ -120,6 +121,8 @@ def _boot(g):
     _run("boot.py", g)
     if run_main:
         _run("main.py", g)
+    select.unlock_heap()  # a Ctrl-C inside a simulated hard IRQ left it locked
+    gc.collect()
     sys.stdout.write(REPL_MARK)
 
 

@@ -8,6 +8,8 @@
 # live pump. vmboot.py sets SPEED from `pumpctl sim serve --speed/--virtual`.
 import sys
 
+import micropython
+
 from vboard.clock import CLOCK
 
 
@@ -33,8 +35,27 @@ POLLERR = _real.POLLERR
 POLLHUP = _real.POLLHUP
 
 SPEED = 0.0  # 0: virtual time (no real sleeping); > 0: real time times SPEED
-_SLACK_US = 100_000  # real time beyond the requested sleep that may be caught up
+_SLACK_US = 100_000  # real time beyond a requested sleep that is caught up (more: the VM was stopped)
 _anchor = [None, 0]  # real ticks_us, virtual now_us at the last re-anchoring
+
+
+def unlock_heap():
+    """Undo every heap_lock(): Ctrl-C (KeyboardInterrupt) can land inside a simulated
+    hard-IRQ callback, which runs with the heap locked; on a board it would be raised
+    after the IRQ. heap_unlock() returns the depth left; small ints do not allocate."""
+    micropython.heap_lock()
+    depth = micropython.heap_unlock()
+    while depth > 0:
+        micropython.heap_unlock()
+        depth -= 1
+
+
+def _tick(us):
+    try:
+        CLOCK.advance(us)
+    except KeyboardInterrupt:
+        unlock_heap()
+        raise
 
 
 def _advance(timeout_ms, ready):
@@ -45,14 +66,14 @@ def _advance(timeout_ms, ready):
         _anchor[1] = CLOCK.now_us
     target = _anchor[1] + int(_rt.ticks_diff(now_r, _anchor[0]) * SPEED)
     step = target - CLOCK.now_us
-    limit = (timeout_ms * 1000 if timeout_ms >= 0 else step) + _SLACK_US
+    limit = (timeout_ms * 1000 if timeout_ms >= 0 else step) + int(_SLACK_US * SPEED)
     if step > limit or step < 0:  # the VM was stopped (REPL, debugger): start again from here
         step = 0 if ready else (timeout_ms * 1000 if timeout_ms >= 0 else 0)
-        CLOCK.advance(step)
+        _tick(step)
         _anchor[0] = now_r
         _anchor[1] = CLOCK.now_us
         return
-    CLOCK.advance(step)
+    _tick(step)
 
 
 class _Poll:
@@ -79,7 +100,7 @@ class _Poll:
             return r
         if timeout < 0:  # nothing to do until input: wait for it in real time
             return self._p.poll(-1)
-        CLOCK.advance(timeout * 1000)
+        _tick(timeout * 1000)
         return r
 
     def ipoll(self, timeout=-1, flags=0):

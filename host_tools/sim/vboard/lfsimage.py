@@ -26,34 +26,42 @@ def blank(path, blocks=PICO_BLOCKS):
 
 
 class LfsImage:
+    """The block device. Its methods run inside LittleFS's C code, so they have no
+    branches or loops: the VM raises a pending KeyboardInterrupt (Ctrl-C, SIGINT) only
+    at a jump, and one raised through the C code would leave the filesystem's
+    state half-updated (on a board the block device is C and cannot be
+    interrupted). The interrupt is raised in the caller once the operation is done."""
+
     def __init__(self, path):
         self.f = open(path, "r+b")
         self.f.seek(0, 2)
         self.blocks = self.f.tell() // BLOCK
+        self._erased = _ERASED
+        zero = lambda arg: 0  # noqa: E731
+        # ioctl ops: 1 init, 2 deinit, 3 sync, 4 block count, 5 block size, 6 erase
+        self._ops = (zero, zero, zero, self._sync, lambda arg: self.blocks, lambda arg: BLOCK, self._erase)
 
     def readblocks(self, block, buf, offset=0):
         self.f.seek(block * BLOCK + offset)
         self.f.readinto(buf)
 
-    def writeblocks(self, block, buf, offset=None):
-        if offset is None:  # simple protocol: erase, then program whole blocks
-            offset = 0
+    def writeblocks(self, block, buf, offset=0):
+        # LittleFS always passes the offset (the extended protocol) and erases first
         self.f.seek(block * BLOCK + offset)
         self.f.write(buf)
         return 0
 
     def ioctl(self, op, arg):
-        if op == 4:
-            return self.blocks
-        if op == 5:
-            return BLOCK
-        if op == 6:
-            self.f.seek(arg * BLOCK)
-            self.f.write(_ERASED)
-            return 0
-        if op == 3:
-            self.f.flush()
-        return 0  # init, deinit: nothing to do for a file
+        return self._ops[op](arg)
+
+    def _sync(self, arg):
+        self.f.flush()
+        return 0
+
+    def _erase(self, block):
+        self.f.seek(block * BLOCK)
+        self.f.write(self._erased)
+        return 0
 
     def close(self):
         self.f.close()
