@@ -11,18 +11,51 @@ import select
 
 import board  # pyright: ignore[reportMissingImports]  (boards/<name>.py, copied as board.py)
 from pump import app
+from pump.protocol import Protocol
+from pump.writer import Writer
 
 
-def stdin_waiter():
-    poller = select.poll()
-    poller.register(sys.stdin, select.POLLIN)
+_CHUNK = 64  # bytes read per wait; a USB packet
+
+
+def _ready(poller):
+    for _ in poller.ipoll(0):
+        return True
+    return False
+
+
+def stdin_waiter(writer):
+    """wait(timeout_ms) for the main loop: sleeps until input, the timeout, or (while
+    output is queued) room on stdout; drains the writer; returns up to _CHUNK input
+    bytes or None. Never blocks: bytes are read one at a time while poll says so."""
+    # binary: a text-mode read(1) would wait for the rest of a UTF-8 sequence
+    readinto = getattr(getattr(sys.stdin, "buffer", sys.stdin), "readinto")
+    rd = select.poll()
+    rd.register(sys.stdin, select.POLLIN)
+    rw = select.poll()
+    rw.register(sys.stdin, select.POLLIN)
+    rw.register(sys.stdout, select.POLLOUT)
+    one = bytearray(1)
+    buf = bytearray(_CHUNK)
 
     def wait(timeout_ms):
-        if poller.poll(timeout_ms):
-            return sys.stdin.read(1)  # the line protocol arrives with the virtual-board issue
-        return None
+        (rw if writer.drain() else rd).poll(timeout_ms)
+        writer.drain()
+        n = 0
+        while n < _CHUNK and _ready(rd) and readinto(one) == 1:
+            buf[n] = one[0]
+            n += 1
+        return bytes(buf[:n]) if n else None
 
     return wait
+
+
+def stdout_writer():
+    """The non-blocking output writer on sys.stdout (POLLOUT before every chunk)."""
+    out = getattr(sys.stdout, "buffer", sys.stdout)
+    wp = select.poll()
+    wp.register(sys.stdout, select.POLLOUT)
+    return Writer(out.write, lambda: _ready(wp))
 
 
 def motor_off():
@@ -33,8 +66,10 @@ def motor_off():
     machine.Pin(m["step"], machine.Pin.OUT, value=0)
 
 
+_writer = stdout_writer()
+_proto = Protocol(_writer)
 try:
-    app.run(board, machine, time, stdin_waiter())
+    app.run(board, machine, time, stdin_waiter(_writer), _proto.on_input, on_pass=_proto.on_pass)
 except KeyboardInterrupt:
     motor_off()
     print("pump stopped by host (Ctrl-C); REPL follows")

@@ -72,11 +72,12 @@ class MainLoop:
     """Sleep until the controller's next deadline or input; feed the watchdog only
     after a pass that completed; every unhandled exception -> ctl.shutdown()."""
 
-    def __init__(self, ctl, uptime, wait, on_input=None):
+    def __init__(self, ctl, uptime, wait, on_input=None, on_pass=None):
         self.ctl = ctl
         self.uptime = uptime
         self.wait = wait
         self.on_input = on_input
+        self.on_pass = on_pass  # on_pass(ctl, now) after each service pass (protocol events)
 
     def now(self):
         return self.uptime.now()
@@ -96,6 +97,8 @@ class MainLoop:
                     print("fault:", repr(e))
                     ctl.shutdown(FAULT_EXCEPTION)
                     deadline = now + _MAX_WAIT_MS
+                if self.on_pass is not None:
+                    self.on_pass(ctl, now)
                 if until_ms is not None and now >= until_ms:
                     break  # the pass at until_ms has accounted for everything
                 if until_ms is not None and deadline > until_ms:
@@ -119,17 +122,20 @@ class MainLoop:
             raise
 
 
-def start(board, machine, time_mod, wait, on_input=None, root="/state", use_wdt=True):
+def start(board, machine, time_mod, wait, on_input=None, root="/state", use_wdt=True,
+          on_pass=None):
     """Build the pump, run the power-on self-test, return the (not yet running) loop."""
     uptime = Uptime(time_mod)
     ctl = build(board, machine, time_mod, root, use_wdt)
     ctl.boot(uptime.now(), machine.reset_cause())
-    return MainLoop(ctl, uptime, wait, on_input)
+    return MainLoop(ctl, uptime, wait, on_input, on_pass)
 
 
-def run(board, machine, time_mod, wait, on_input=None, root="/state"):
+def run(board, machine, time_mod, wait, on_input=None, root="/state", on_pass=None):
     """main.py's entry: boot, then serve forever.
 
     wait(timeout_ms) sleeps until the timeout or until input is ready and returns
-    the input (or None); on a board it wraps select.poll on stdin."""
-    start(board, machine, time_mod, wait, on_input, root).run()
+    the input bytes (or None); on a board it wraps select.poll on stdin and drains
+    the output writer (main.stdio_link). on_input(ctl, data, now) and on_pass(ctl, now)
+    are the pump protocol's hooks (pump.protocol.Protocol)."""
+    start(board, machine, time_mod, wait, on_input, root, on_pass=on_pass).run()
