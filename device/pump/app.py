@@ -93,28 +93,39 @@ class MainLoop:
                 now = uptime.now()
                 try:
                     deadline = ctl.service(now)
-                except Exception as e:  # the one fail-safe path
-                    print("fault:", repr(e))
+                    if self.on_pass is not None:
+                        self.on_pass(ctl, now)
+                except Exception:  # the one fail-safe path (no print: stdout may block)
                     ctl.shutdown(FAULT_EXCEPTION)
                     deadline = now + _MAX_WAIT_MS
-                if self.on_pass is not None:
-                    self.on_pass(ctl, now)
                 if until_ms is not None and now >= until_ms:
                     break  # the pass at until_ms has accounted for everything
                 if until_ms is not None and deadline > until_ms:
                     deadline = until_ms
-                # Sleep to the deadline, waking only to feed the watchdog: a pass
-                # that completed feeds it, a hung or crashed loop does not.
+                # Sleep to the deadline, waking only to feed the watchdog (a pass
+                # that completed feeds it, a hung or crashed loop does not) and at
+                # the alarm pattern's edges (pin writes only, no service pass).
+                edge = ctl.outputs(now)
                 while True:
                     if wdt is not None:
                         wdt.feed()
-                    left = deadline - uptime.now()
+                    now = uptime.now()
+                    left = deadline - now
                     if left <= 0:
                         break
-                    data = self.wait(left if left < feed_ms else feed_ms)
+                    if edge is not None and now >= edge:
+                        edge = ctl.outputs(now)
+                    if left > feed_ms:
+                        left = feed_ms
+                    if edge is not None and edge - now < left:
+                        left = edge - now if edge > now else 1
+                    data = self.wait(left)
                     if data is not None:
                         if self.on_input is not None:
-                            self.on_input(ctl, data, uptime.now())
+                            try:
+                                self.on_input(ctl, data, uptime.now())
+                            except Exception:  # input handling must never crash the pump
+                                ctl.shutdown(FAULT_EXCEPTION, 1)
                         break  # input may change the plan: service again
         except KeyboardInterrupt:
             # Ctrl-C from the host (mpremote taking over): stop safely, say so, log it.

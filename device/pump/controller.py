@@ -313,12 +313,15 @@ class Controller:
         a = self.alarms.next_deadline(now_ms)
         if a is not None:
             due = min(due, a)
-        out = self.hw.output
-        if out is not None:
-            o = out.update(now_ms)
-            if o is not None:
-                due = min(due, o)
         return due if due > now_ms else now_ms + 1
+
+    def outputs(self, now_ms):
+        """Drive the alarm LED/buzzer pattern; the uptime ms of its next edge, or None.
+
+        The main loop calls this between service passes: a blinking alarm costs a
+        pin write per edge, not a full pass (battery, and months of virtual time)."""
+        out = self.hw.output
+        return None if out is None else out.update(now_ms)
 
     # ---- the one fail-safe path ------------------------------------------------------
     def _motor_off(self):
@@ -533,7 +536,17 @@ class Controller:
         return new
 
     def acknowledge(self, code, now_ms):
+        """Silence one alarm (code) or all (None) for up to 2 min; they re-arm."""
+        if code is not None and not self.alarms.is_active(code):
+            raise CommandError("alarm %r is not active; active: %s" % (
+                code, ", ".join(ev.name(c) for c in self.alarms.codes()) or "none"))
         return self.alarms.acknowledge(ALL if code is None else code, now_ms)
+
+    def cancel_staged(self):
+        """Drop the staged change (if any); nothing else changes."""
+        had = self.stager.pending(self.wall()) is not None
+        self.stager.cancel()
+        return had
 
     def _require_drug_matches(self, program):
         """A dose program computed for one concentration must not run on another."""

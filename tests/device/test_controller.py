@@ -287,3 +287,27 @@ def test_counters_on_flash_always_cover_the_steps_delivered_at_165_writes_a_day(
         persisted = c.store.load("counters")["res"]["steps"]
         assert persisted >= rig.counted(), (persisted, rig.counted())  # never over-estimates what is left
     assert 150 <= saves[0] <= 180, saves[0]  # ~one per 9 min at 25 uL/h: flash endurance budget
+
+
+def test_an_exception_in_input_handling_stops_the_pump_safely():
+    rig, c = running_pump()
+
+    def broken_input(ctl, data, now):
+        raise RuntimeError("simulated protocol bug")
+
+    def input_arrives(ms):
+        CLOCK.advance(1000)
+        return b"x"
+
+    rig.loop.on_input = broken_input
+    rig.loop.wait = input_arrives
+    rig.run(1_000)
+    assert c.state == ALARM_STOP and c.alarms.is_active(ev.FAULT_SHUTDOWN)
+    assert not c.engine.running and c.hw.driver.enabled is False
+
+
+def test_acknowledging_an_alarm_that_is_not_active_is_refused():
+    rig, c = running_pump()
+    assert raises(ValueError, c.acknowledge, ev.OCCLUSION, rig.now())
+    c.alarms.raise_(ev.RESERVOIR_LOW, rig.now())
+    assert c.acknowledge(ev.RESERVOIR_LOW, rig.now()) == 1
