@@ -37,7 +37,9 @@ UNITS = (("_mcg_ml", "_ng_ml", 1000), ("_mcg_day", "_ng_day", 1000), ("_ml_h", "
 FAULTS = {"occlusion": "fraction", "release": None, "disconnect": None, "leak": "ratio", "reconnect": None,
           "stall": None, "unstall": None, "reservoir_empty": None, "sensor": "mode"}
 EVENT_KINDS = ("refill", "bolus", "program", "action", "acknowledge", "config", "limits", "set_clock",
-               "power_loss", "reset", "host_stops_reading", "host_resumes_reading", "note") + tuple(FAULTS)
+               "power_loss", "reset", "host", "host_stall", "host_stops_reading", "host_resumes_reading",
+               "note") + tuple(FAULTS)
+HOST_KINDS = ("host", "host_stall", "host_stops_reading", "host_resumes_reading")
 TOP_KEYS = ("name", "description", "duration", "sample", "heap", "start", "board", "physics", "pump",
             "event", "expect")
 
@@ -131,6 +133,24 @@ def _event(raw, i):
         out["off_ms"] = parse_duration(e.get("off", "0s"), where + " off")
     elif kind == "reset":
         out["cause"] = e.get("cause", "wdt")
+    elif kind == "host":
+        line = e.pop("line", None)
+        if isinstance(line, dict):  # a TOML table: sent as compact JSON
+            line = json.dumps(line, separators=(",", ":"))
+        if not isinstance(line, str) or "\n" in line:
+            raise ScenarioError("%s: line = '{\"id\":1,\"cmd\":\"status\"}' (one protocol request line, "
+                                "no newline; a table is sent as JSON)" % where)
+        if e:
+            raise ScenarioError("%s: unknown field(s) %s" % (where, ", ".join(sorted(e))))
+        out["line"] = line
+    elif kind == "host_stall":
+        if set(e) != {"duration"}:
+            raise ScenarioError("%s: takes duration = \"10m\" (how long the host does not read)" % where)
+        out["do"] = "host_stops_reading"
+        out["resume_ms"] = at + parse_duration(e["duration"], where + " duration")
+    elif kind in ("host_stops_reading", "host_resumes_reading"):
+        if e:
+            raise ScenarioError("%s: unknown field(s) %s" % (where, ", ".join(sorted(e))))
     else:
         out.update(e)
     return out
@@ -189,9 +209,16 @@ def from_dict(raw, default_name="scenario"):
         setup.append({"t_ms": 0, "do": "program", "program": to_device(pump["program"], "pump.program"),
                       "start": pump.get("start", True)})
     events = [_event(e, i) for i, e in enumerate(raw.get("event", []))]
+    for e in list(events):
+        if "resume_ms" in e:  # host_stall: stop reading now, resume after its duration
+            events.append({"t_ms": e.pop("resume_ms"), "do": "host_resumes_reading"})
     for e in events:
         if e["t_ms"] > spec["duration_ms"]:
             raise ScenarioError("event at %.3f h is after the end (duration)" % (e["t_ms"] / 3.6e6))
+        if e["do"] == "host" and e["t_ms"] >= spec["duration_ms"]:
+            raise ScenarioError("host event at %.3f h: must come before the end, for the pump to answer"
+                                % (e["t_ms"] / 3.6e6))
+    spec["host_link"] = any(e["do"] in HOST_KINDS for e in events)
     events.sort(key=lambda e: e["t_ms"])  # stable: same-time events keep their file order
     spec["events"] = setup + events
     return spec
@@ -234,7 +261,7 @@ def run(spec, on_sample=None, timeout=900):
         cmd = [micropython(), "-X", "heapsize=" + spec.get("heap", DEFAULT_HEAP), str(SIM / "vmscenario.py"), spec_path]
         proc = subprocess.Popen(cmd, env=vm_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, cwd=tmp)
-        samples, events, log, console, done = [], [], [], [], None
+        samples, events, log, console, host_io, done = [], [], [], [], [], None
         try:
             for line in proc.stdout:
                 tag, _, body = line.rstrip("\n").partition(" ")
@@ -247,6 +274,9 @@ def run(spec, on_sample=None, timeout=900):
                     events.append(json.loads(body))
                 elif tag == "@L":
                     log.append(json.loads(body))
+                elif tag == "@H":
+                    t_ms, d, text = json.loads(body)
+                    host_io.append({"t": t_ms / 1000, "dir": d, "line": text})
                 elif tag == "@D":
                     done = json.loads(body)
                 else:
@@ -260,6 +290,7 @@ def run(spec, on_sample=None, timeout=900):
     if rc != 0 or done is None:
         raise RuntimeError("scenario %s: the VM failed (exit %s):\n%s" % (spec["name"], rc, "\n".join(console[-40:])))
     report = build_report(spec, samples, events, log, console, done, wall)
+    report["host_io"] = host_io
     report["checks"] = check(spec.get("expect", {}), report)
     return report
 
@@ -334,6 +365,7 @@ def build_report(spec, samples, events, log, console, done, wall_s):
         "cal_pl_per_step": cal,
         "wall_time_s": round(wall_s, 2),
         "status": done["status"],
+        "host": done.get("host"),  # None: the scenario has no host events (no link simulated)
     }
     return {"scenario": spec["name"], "description": spec["description"],
             "format": "dosekit-sim-report/1", "summary": summary, "alarms": alarms, "events": events,
@@ -351,7 +383,7 @@ def check(expect, report):
 
     for key in expect:
         if key not in ("final_state", "commanded_within_steps", "no_alarms", "alarm", "peak_kpa_at_least",
-                       "peak_kpa_below", "no_refusals"):
+                       "peak_kpa_below", "no_refusals", "host_dropped_at_least", "host_received"):
             add(key, False, "unknown expectation %r" % key)
     if "final_state" in expect:
         add("final_state", s["final_state"] == expect["final_state"],
@@ -393,6 +425,27 @@ def check(expect, report):
         bad = [e for e in report["events"] if not e["ok"]]
         add("no_refusals", not bad, "; ".join("%s at %s: %s" % (e["do"], _fmt(e["t_ms"] / 1000), e["error"])
                                               for e in bad) or "every event accepted")
+    if "host_dropped_at_least" in expect:
+        got = (s.get("host") or {}).get("dropped", 0)
+        add("host_dropped_at_least", got >= expect["host_dropped_at_least"],
+            "%d output lines dropped while the host did not read" % got)
+    received = []
+    for h in report.get("host_io", []):
+        if h["dir"] == "out":
+            try:
+                received.append((h["t"], json.loads(h["line"])))
+            except ValueError:
+                pass
+    for want in expect.get("host_received", []):
+        want = dict(want)
+        lo = parse_duration(want.pop("after", "0s"), "expect.host_received after") / 1000
+        hi = (parse_duration(want.pop("before"), "expect.host_received before") / 1000
+              if "before" in want else float("inf"))
+        hits = [(t, m) for t, m in received if lo <= t <= hi and isinstance(m, dict)
+                and all(m.get(k) == v for k, v in want.items())]
+        add("host_received " + json.dumps(want, separators=(",", ":")), hits,
+            ("first at %s: %s" % (_fmt(hits[0][0]), json.dumps(hits[0][1]))) if hits
+            else "no such line between %s and %s" % (_fmt(lo), _fmt(hi)))
     return out
 
 
@@ -461,6 +514,10 @@ def summary_text(report):
         "-" if s["reservoir_fw_nl"] is None else ml(s["reservoir_fw_nl"]), ml(s["reservoir_true_nl"]),
         s["peak_pressure_kpa"], s["boots"]))
     lines.append("  final state %s, active alarms: %s" % (s["final_state"], ", ".join(s["final_alarms"]) or "none"))
+    if s.get("host"):
+        h = s["host"]
+        lines.append("  host link: %d lines sent, %d received, %d dropped while the host did not read" % (
+            h["lines_in"], h["lines_out"], h["dropped"]))
     alarms = [a for a in report["alarms"] if not (a["raised_s"] == 0 and a["cleared_s"] == 0)]
     if alarms:
         lines.append("alarms:")

@@ -9,8 +9,14 @@ them from the firmware's own prints:
     @S [sample]      trace sample (fields: SAMPLE_FIELDS, in that order)
     @E {event}       a scenario event as applied (ok or the device's refusal)
     @L [record]      a device event-log record: t_ms, seq, uptime_ms, wall, code, a0, a1, a2
+    @H [t_ms, dir, line]  a protocol line on the USB link ("in": host -> pump, "out")
     @D {summary}     the end of the run
 Everything else on stdout is the firmware's console output.
+
+When the spec has host events ("host_link"), the pump protocol is wired as device/main.py
+wires it: a pump.writer.Writer on a simulated port and a pump.protocol.Protocol whose
+on_input/on_pass hooks go into app.MainLoop; `host` events queue request lines that the
+loop's wait() hands over, and while the host does not read the port is not writable.
 """
 import json
 import sys
@@ -20,6 +26,8 @@ from vboard.clock import CLOCK, TICKS_PERIOD
 from vboard.physics import Physics
 from pump import app
 from pump.dose import COUNT_MASK
+from pump.protocol import Protocol
+from pump.writer import Writer
 from pump.therapy import RUNNING, SUSPENDED, STOPPED, ALARM_STOP
 
 SAMPLE_FIELDS = ("t_ms", "state", "rate_nl_h", "programmed_nl", "commanded_steps", "commanded_nl",
@@ -29,6 +37,62 @@ SAMPLE_FIELDS = ("t_ms", "state", "rate_nl_h", "programmed_nl", "commanded_steps
 
 def emit(tag, obj):
     print(tag, json.dumps(obj))
+
+
+_IN_CHUNK = 64  # bytes handed to the protocol per wait, as main.py reads them
+
+
+class HostLink:
+    """The board's USB serial port as the scenario's host uses it. Input: bytes queued by
+    `host` events. Output: taken whole while the host reads; while it does not, the port
+    reports not writable (the Writer must never call write then). Lines the host receives
+    are emitted as @H, at most `limit` of them (then only counted)."""
+
+    def __init__(self, t_ms, limit):
+        self.t_ms = t_ms
+        self.limit = limit
+        self.inbox = b""
+        self.reading = True
+        self.rx = bytearray()
+        self.lines_in = 0
+        self.lines_out = 0
+        self.omitted = 0
+
+    def send(self, line):
+        self.inbox += line
+        self.lines_in += 1
+        self._show("in", line.rstrip(b"\n"))
+
+    def take(self):
+        data = self.inbox[:_IN_CHUNK]
+        self.inbox = self.inbox[_IN_CHUNK:]
+        return data
+
+    def writable(self):
+        return self.reading
+
+    def write(self, buf):
+        if not self.reading:
+            raise RuntimeError("the writer wrote to a port that is not writable (it would block)")
+        self.rx += buf
+        while True:
+            i = self.rx.find(b"\n")
+            if i < 0:
+                break
+            self.lines_out += 1
+            self._show("out", self.rx[:i])
+            self.rx = self.rx[i + 1:]
+        return len(buf)
+
+    def _show(self, d, line):
+        if self.lines_in + self.lines_out > self.limit:
+            self.omitted += 1
+            return
+        emit("@H", [self.t_ms(), d, str(bytes(line), "utf-8")])
+
+    def power_off(self):
+        self.inbox = b""  # unread input and a half-received line are lost with the board
+        self.rx = bytearray()
 
 
 class Driver:
@@ -61,6 +125,9 @@ class Driver:
         self.log_seq = 0
         self.boots = 0
         self.power_on_at = None
+        self.link = HostLink(self.t_ms, spec.get("host_io_max", 1000)) if spec.get("host_link") else None
+        self.writer = None
+        self.dropped_before = 0  # writer drops of earlier boots
         self.boot(machine.PWRON_RESET)
 
     # ---- time -----------------------------------------------------------------------
@@ -76,6 +143,22 @@ class Driver:
 
         return wait
 
+    def _make_link_wait(self, writer):
+        """main.py's stdin_waiter on the simulated port: drain what the port takes,
+        hand over queued input at once, else sleep the timeout (virtual time)."""
+        advance = CLOCK.advance
+        link = self.link
+
+        def wait(ms):
+            writer.drain()
+            if link.inbox:
+                return link.take()
+            advance(ms * 1000)
+            writer.drain()
+            return None
+
+        return wait
+
     def run_to(self, t_ms):
         if self.loop is not None:
             self.loop.run(t_ms - self.boot_at)
@@ -87,7 +170,14 @@ class Driver:
     def boot(self, cause):
         machine._reset_cause[0] = cause
         self.boot_at = self.t_ms()
-        self.loop = app.start(self.board, machine, vtime, self._make_wait(), root=self.root)
+        if self.link is None:
+            self.loop = app.start(self.board, machine, vtime, self._make_wait(), root=self.root)
+        else:  # as main.py: the link first, then the pump with the protocol's hooks
+            link = self.link
+            w = self.writer = Writer(link.write, link.writable)
+            proto = Protocol(w)
+            self.loop = app.start(self.board, machine, vtime, self._make_link_wait(w), proto.on_input,
+                                  root=self.root, on_pass=proto.on_pass)
         self.boots += 1
         ctl = self.ctl = self.loop.ctl
         self.fwd0 = ctl.engine.fwd
@@ -126,6 +216,10 @@ class Driver:
         self.ctl.engine.stop()
         CLOCK.timers[:] = []  # every timer dies with the power
         self.phys.power_off()
+        if self.link is not None:
+            self.dropped_before += self.writer.dropped
+            self.writer = None
+            self.link.power_off()
         self.loop = None
         self.ctl = None
 
@@ -184,8 +278,10 @@ class Driver:
         if kind == "fault":
             phys.set_fault(e["kind"], e.get("value"))
             return None
-        if kind in ("host_stops_reading", "host_resumes_reading", "note"):
-            return None  # markers (the USB link is not simulated in scenarios)
+        if kind == "note":
+            return None
+        if kind in ("host", "host_stops_reading", "host_resumes_reading"):
+            return self._host(kind, e)
         if kind == "power_loss":
             if self.ctl is None:
                 raise ValueError("power_loss: already off")
@@ -256,6 +352,20 @@ class Driver:
             raise ValueError("event %r unknown" % kind)
         return None
 
+    def host_dropped(self):
+        return self.dropped_before + (self.writer.dropped if self.writer is not None else 0)
+
+    def _host(self, kind, e):
+        link = self.link
+        if kind == "host":
+            if self.ctl is None:
+                raise ValueError("host: the board is powered off (the line is lost)")
+            link.send(e["line"].encode() + b"\n")  # the main loop's wait() hands it over
+            return None
+        link.reading = kind == "host_resumes_reading"
+        w = self.writer
+        return {"dropped": self.host_dropped(), "queued_bytes": w._size if w is not None else 0}
+
     def power_on(self):
         self.power_on_at = None
         self.boot(machine.PWRON_RESET)
@@ -316,7 +426,12 @@ class Driver:
                     "programmed_nl": self.plan_acc // 3_600_000, "cal_pl": self.cal_pl,
                     "physics": st, "peak_kpa": self.phys.peak_kpa,
                     "status": ctl.status(self.loop.now()) if ctl is not None else None,
-                    "wdt_expired": bool(machine.WDT.last and machine.WDT.last.expired()) if ctl else False})
+                    "wdt_expired": bool(machine.WDT.last and machine.WDT.last.expired()) if ctl else False,
+                    "host": None if self.link is None else {
+                        "dropped": self.host_dropped(), "lines_in": self.link.lines_in,
+                        "lines_out": self.link.lines_out, "io_omitted": self.link.omitted,
+                        "reading": self.link.reading,
+                        "queued_bytes": self.writer._size if self.writer is not None else 0}})
 
 
 def main(argv):

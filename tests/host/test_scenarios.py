@@ -103,6 +103,24 @@ def test_week_shows_the_occlusion_and_the_release_bolus():
     assert max(tr["sensor_kpa"]) < 230  # the 0-200 kPa sensor saturates
 
 
+def test_host_stall_loses_output_never_dose():
+    rep = report("host_stall")
+    s = rep["summary"]
+    assert -1 <= s["commanded_steps"] - s["programmed_nl"] // 20 <= 0  # dosing ran through the stall
+    assert abs(s["commanded_steps"] - 2 * STEPS_PER_H) <= 1
+    io = rep["host_io"]
+    got = [json.loads(h["line"]) for h in io if h["dir"] == "out"]
+    # nothing reached the host during the stall (30-40 min), all of it at 40 min
+    assert not [h for h in io if h["dir"] == "out" and 1800 < h["t"] < 2400]
+    after = [m for h, m in zip([h for h in io if h["dir"] == "out"], got) if h["t"] == 2400]
+    assert after[0] == {"ev": "dropped", "n": s["host"]["dropped"], "total": s["host"]["dropped"]}
+    # events went first (the RESERVOIR_LOW raise), then the oldest reply; the newest were kept
+    assert not [m for m in got if m.get("ev") == "alarm" and m["on"] == 1]
+    assert 10 not in [m.get("id") for m in after] and after[-1]["id"] == 15
+    assert [m["ok"]["out_dropped"] for m in got if m.get("id") == 20] == [s["host"]["dropped"]]
+    assert s["host"]["lines_in"] == 16 and s["host"]["queued_bytes"] == 0
+
+
 def test_scenario_file_mistakes_name_the_field():
     cases = [
         ({"duration": "1d", "colour": "red"}, "colour"),
@@ -114,6 +132,10 @@ def test_scenario_file_mistakes_name_the_field():
         ({"duration": "1d", "event": [{"at": "2d", "do": "stall"}]}, "after the end"),
         ({"duration": "1d", "event": [{"at": "1h", "do": "occlusion", "fractoin": 1}]}, "fractoin"),
         ({"duration": "1d", "pump": {"reservoir": 1}}, "pump.reservoir"),
+        ({"duration": "1d", "event": [{"at": "1h", "do": "host"}]}, "line ="),
+        ({"duration": "1d", "event": [{"at": "1h", "do": "host_stall", "for": "1m"}]}, "duration"),
+        ({"duration": "1d", "event": [{"at": "1d", "do": "host", "line": "{}"}]}, "before the end"),
+        ({"duration": "1d", "event": [{"at": "23h", "do": "host_stall", "duration": "2h"}]}, "after the end"),
     ]
     for raw, word in cases:
         with pytest.raises(ValueError) as e:
