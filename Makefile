@@ -6,7 +6,7 @@ STUBS  := $(VENV)/stubs
 HEAP   ?= 192K
 STAMP  := $(VENV)/.installed
 
-.PHONY: all test pytest test-device mpy typecheck bench sim clean distclean venv
+.PHONY: all test pytest test-device mpy typecheck bench sim serve clean distclean venv
 
 all: test
 
@@ -47,8 +47,10 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench.py
 
 sim: $(STAMP)
-	@echo "make sim: the virtual board arrives with issue 3 (virtual board); nothing to run yet."
-	@echo "Until then: 'make test-device' runs the device code on the MicroPython VM."
+	$(BIN)/python tools/sim_demo.py
+
+serve: $(STAMP)
+	$(BIN)/pumpctl sim serve
 
 clean:
 	rm -rf build .pytest_cache

@@ -38,5 +38,6 @@ LED = 19
 BUZZER = 18
 
 TIMER_ID = 0  # hardware timers 0-3
+AUX_TIMER_ID = 1  # watchdog feeder while a host works at the REPL after Ctrl-C
 WDT_TIMEOUT_MS = 8000
 FS_BLOCK_SIZE = 4096

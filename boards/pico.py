@@ -38,6 +38,7 @@ SUPPLY = {"adc": 29, "divider_num": 3, "divider_den": 1, "vref_mv": 3300}  # VSY
 LED = "LED"
 BUZZER = 15
 
+AUX_TIMER_ID = -1  # watchdog feeder while a host works at the REPL after Ctrl-C
 TIMER_ID = -1  # rp2 timers are virtual (SDK alarm pool): id -1
 WDT_TIMEOUT_MS = 8000  # RP2040 maximum is 8388 ms
 FS_BLOCK_SIZE = 4096

@@ -27,6 +27,7 @@ PRESSURE = {"adc": 26, "divider_num": 3, "divider_den": 2,
 SUPPLY = {"adc": 29, "divider_num": 3, "divider_den": 1, "vref_mv": 3300}
 LED = 25
 BUZZER = 15
+AUX_TIMER_ID = -1  # watchdog feeder while a host works at the REPL after Ctrl-C
 TIMER_ID = -1
 WDT_TIMEOUT_MS = 8000
 FS_BLOCK_SIZE = 4096

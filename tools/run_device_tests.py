@@ -37,7 +37,19 @@ def micropython():
     return str(exe) if exe.exists() else "micropython"
 
 
+def file_heap(name, heap):
+    """A test file may ask for more heap in its first lines: `# vm-heap: 256K (why)`.
+    Only for test harness weight; the firmware's own heap is measured by make bench."""
+    with open(TESTS / (name + ".py")) as f:
+        for _ in range(5):
+            line = f.readline()
+            if line.startswith("# vm-heap:"):
+                return line.split(":", 1)[1].split()[0]
+    return heap
+
+
 def run_file(name, heap, timeout):
+    heap = file_heap(name, heap)
     cmd = [micropython(), "-X", "heapsize=" + heap, str(TESTS / "vmrun.py"), name]
     try:
         p = subprocess.run(cmd, env=vm_env(), capture_output=True, text=True,
@@ -79,7 +91,8 @@ def main():
             totals[1] += failed
             totals[2] += skipped
             status = "FAIL" if failed else "ok"
-            print("%-4s %-28s %3d passed %3d failed  (heap %s)" % (status, name, passed, failed, args.heap))
+            print("%-4s %-28s %3d passed %3d failed  (heap %s)" % (status, name, passed, failed,
+                                                                  file_heap(name, args.heap)))
             if failed or args.verbose:
                 print("\n".join("    " + l for l in out.splitlines()))
     print("device suite on the MicroPython VM:")

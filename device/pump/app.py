@@ -18,6 +18,10 @@ from pump.power import monitor_for
 from pump.store import Store
 
 _MAX_WAIT_MS = 1000  # without a watchdog, and after a fault
+# A started watchdog cannot be stopped (rp2, ESP32). After Ctrl-C a timer feeds it for
+# this long so mpremote can work; then the board resets and boots STOPPED. A soft reset
+# (Ctrl-D) stops that timer too: the watchdog then resets the board within its timeout.
+_MAINTENANCE_MS = 10 * 60_000
 
 
 class Hardware:
@@ -37,7 +41,26 @@ class Hardware:
         self.power = monitor_for(machine.ADC(Pin(supply["adc"])), supply) if supply else None
         self.wdt_timeout_ms = board.WDT_TIMEOUT_MS if use_wdt else 0
         self.wdt = machine.WDT(timeout=board.WDT_TIMEOUT_MS) if use_wdt else None
+        self._machine = machine
+        self._feeder = None
         self._buzzer = buzzer
+
+    def keep_watchdog_fed(self, for_ms):
+        """Feed the watchdog from a soft timer for `for_ms` (host maintenance)."""
+        wdt = self.wdt
+        if wdt is None:
+            return
+        period = self.wdt_timeout_ms // 2
+        left = [for_ms // period]
+
+        def feed(t):
+            wdt.feed()
+            left[0] -= 1
+            if left[0] <= 0:
+                t.deinit()  # maintenance over: the watchdog resets the board
+
+        self._feeder = self._machine.Timer(getattr(self.board, "AUX_TIMER_ID", -1))
+        self._feeder.init(mode=self._feeder.PERIODIC, period=period, callback=feed)
 
     def attach_outputs(self, alarms):
         self.output = AlarmOutput(alarms, self.led, self._buzzer)
@@ -128,8 +151,10 @@ class MainLoop:
                                 ctl.shutdown(FAULT_EXCEPTION, 1)
                         break  # input may change the plan: service again
         except KeyboardInterrupt:
-            # Ctrl-C from the host (mpremote taking over): stop safely, say so, log it.
-            ctl.shutdown(FAULT_HOST_STOP, alarm=THERAPY_STOPPED)
+            # Ctrl-C from the host (mpremote taking over): stop safely, say so, log it,
+            # and keep the watchdog quiet while the host works at the REPL.
+            ctl.host_stop()
+            ctl.hw.keep_watchdog_fed(_MAINTENANCE_MS)
             raise
 
 

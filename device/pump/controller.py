@@ -94,6 +94,7 @@ class Controller:
         self.rate_nl_h = 0  # what the engine runs now
         self._reserved = 0  # reservoir steps claimed by the last checkpoint
         self._checkpoint_ms = 0
+        self._replan_due = False  # a command's engine update failed: the next pass retries
         self._last_progress_ms = 0
         self._now_ms = 0
         self.selftest_result = {}
@@ -275,8 +276,9 @@ class Controller:
 
     def _apply_rate(self, now_ms):
         rate = self.target_rate(now_ms)
-        if rate == self.rate_nl_h and (rate == 0) == (not self.engine.running):
+        if not self._replan_due and rate == self.rate_nl_h and (rate == 0) == (not self.engine.running):
             return
+        self._replan_due = False
         self.rate_nl_h = rate
         if rate:
             self._checkpoint(now_ms)  # claim steps on flash before commanding them
@@ -286,6 +288,15 @@ class Controller:
         else:
             self.engine.stop()
             self.driver_enable(False)
+
+    def _replan(self, now_ms):
+        """After a command that is already persisted: apply it to the engine now if we
+        can. A failure here (no heap, flash error) does not undo the command; the next
+        service pass retries, and a persistent failure there is a fault shutdown."""
+        try:
+            self._apply_rate(now_ms)
+        except Exception:
+            self._replan_due = True
 
     def _next_deadline(self, now_ms):
         due = now_ms + _MAX_SLEEP_MS  # the main loop feeds the watchdog in between
@@ -354,6 +365,15 @@ class Controller:
             except Exception as e:  # the log is on flash; a failing flash must not stop the stop
                 print("fault log failed:", e)
 
+    def host_stop(self):
+        """Ctrl-C from the host: safe stop, and it stays stopped across the reset that
+        follows (therapy resumes only when someone starts it again)."""
+        self.shutdown(FAULT_HOST_STOP, alarm=ev.THERAPY_STOPPED)
+        try:
+            self.store.save("program", self._program_record(), SCHEMA)  # state STOPPED
+        except Exception as e:  # flash failing: the stop itself already happened
+            print("host stop not persisted:", e)
+
     # ---- commands (validated first; a refusal changes nothing) ------------------------
     def set_clock(self, wall_s, now_ms):
         self._now_ms = now_ms
@@ -402,7 +422,7 @@ class Controller:
             self._log(ev.EV_LIMITS_COMMITTED)
         elif isinstance(obj, therapy.Bolus):
             self._start_bolus(obj)
-        self._apply_rate(now_ms)
+        self._replan(now_ms)
         return change
 
     def bolus_blocked(self):
@@ -419,7 +439,7 @@ class Controller:
         b = self.demand.give(self.program, t, self.bolus_blocked())
         self._start_bolus(b)
         self._checkpoint(now_ms, force=True)  # the lockout must survive a reset
-        self._apply_rate(now_ms)
+        self._replan(now_ms)
         return b
 
     def _start_bolus(self, b):
@@ -460,7 +480,7 @@ class Controller:
             self.bolus = None
         self._log({"start": ev.EV_RESUME, "resume": ev.EV_RESUME, "stop": ev.EV_STOP,
                    "suspend": ev.EV_SUSPEND}[name], 1 if name == "start" else 0)
-        self._apply_rate(now_ms)
+        self._replan(now_ms)
         return self.state
 
     def _clear(self, now_ms):

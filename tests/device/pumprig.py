@@ -16,7 +16,7 @@ def _wait(ms):
 
 class PumpRig:
     def __init__(self, root=None, start_us=None):
-        CLOCK.timers[:] = []
+        CLOCK.reset_hardware()
         CLOCK.now_us = (TICKS_PERIOD - 2_000_000) if start_us is None else start_us
         machine.PORT["hard_timer"] = True
         self.root = root or tmpdir("pump")

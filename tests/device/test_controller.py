@@ -190,6 +190,11 @@ def test_ctrl_c_from_the_host_stops_the_pump_safely_and_says_so():
     assert c.state == ALARM_STOP and not c.engine.running and c.hw.driver.enabled is False
     assert c.alarms.is_active(ev.THERAPY_STOPPED)
     assert any(e.code == ev.EV_FAULT for e in c.log.read(0, 1000))
+    CLOCK.advance(9 * 60_000_000)  # the host works at the REPL: the watchdog is fed meanwhile
+    e = raises(SystemExit, CLOCK.advance, 2 * 60_000_000)  # then it resets the board
+    assert "watchdog" in str(e)
+    rig2 = rig.reboot()
+    assert rig2.ctl.state == STOPPED and not rig2.ctl.engine.running  # stopped by host stays stopped
 
 
 def test_a_concentration_change_bridges_the_old_drug_out_of_the_catheter():
@@ -311,3 +316,12 @@ def test_acknowledging_an_alarm_that_is_not_active_is_refused():
     assert raises(ValueError, c.acknowledge, ev.OCCLUSION, rig.now())
     c.alarms.raise_(ev.RESERVOIR_LOW, rig.now())
     assert c.acknowledge(ev.RESERVOIR_LOW, rig.now()) == 1
+
+
+def test_a_hung_main_loop_is_reset_by_the_watchdog():
+    rig, c = running_pump()
+    rig.run(60_000)
+    c.hw.wdt.feed()
+    e = raises(SystemExit, CLOCK.advance, 9_000_000)  # nobody feeds for 9 s (timeout 8 s)
+    assert "watchdog" in str(e)
+    assert not CLOCK.timers  # the board reset: the dose timer is gone with it

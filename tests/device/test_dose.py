@@ -15,7 +15,7 @@ class Rig:
     """An engine on virtual pins and a virtual timer, with a logic analyser on STEP."""
 
     def __init__(self, catchup_sps=4000, start_us=None, hard=True, record=False):
-        CLOCK.timers[:] = []
+        CLOCK.reset_hardware()
         CLOCK.missed_ticks = "backlog"
         # Start 3 s before a ticks wrap, so every test crosses one early on.
         CLOCK.now_us = (TICKS_PERIOD - 3_000_000) if start_us is None else start_us

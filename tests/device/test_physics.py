@@ -1,3 +1,4 @@
+# vm-heap: 256K (a firmware day and the physics harness share one VM process here; the firmware alone is measured by make bench)
 """The virtual board's pump physics (host_tools/sim/vboard/physics.py), on CPython and the VM."""
 import gc
 

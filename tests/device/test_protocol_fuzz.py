@@ -1,3 +1,4 @@
+# vm-heap: 256K (the fuzz harness: generators, a stand-in host and the simulator beside the firmware; the firmware alone is measured by make bench)
 """Protocol fuzz on the whole firmware (simulated board, virtual time), while dosing.
 
 Acceptance (issue 3): random bytes of every value except 0x03 (Ctrl-C has its own test

@@ -54,6 +54,7 @@ class SimClock:
         self.missed_ticks = "backlog"
         self.irq_enabled = True
         self.fired = 0
+        self.wdt = None  # the machine.WDT in force: it resets the board when starved
 
     # --- the `time` module surface -------------------------------------
     def ticks_us(self):
@@ -89,15 +90,27 @@ class SimClock:
         """Move time forward by `us`, firing every timer due on the way."""
         self.advance_to(self.now_us + us)
 
+    def reset_hardware(self):
+        """Power off: every timer stops and the watchdog with them."""
+        self.timers[:] = []
+        self.wdt = None
+
     def advance_to(self, target_us):
         timers = self.timers
-        while timers:
-            t = timers[0]
-            if len(timers) > 1:
-                for x in timers:
-                    if x.due_us < t.due_us:
-                        t = x
-            if t.due_us > target_us:
+        while True:
+            t = None
+            for x in timers:
+                if t is None or x.due_us < t.due_us:
+                    t = x
+            nxt = t.due_us if t is not None and t.due_us <= target_us else target_us
+            w = self.wdt
+            if w is not None and nxt > w.fed_at + w.timeout_us:
+                # Starved: the watchdog bites at that moment and resets the board.
+                if w.fed_at + w.timeout_us > self.now_us:
+                    self.now_us = w.fed_at + w.timeout_us
+                self.reset_hardware()
+                raise SystemExit("watchdog reset")  # the supervisor restarts the VM (WDT reset)
+            if t is None or t.due_us > target_us:
                 break
             if t.due_us > self.now_us:
                 self.now_us = t.due_us
@@ -161,6 +174,9 @@ class SimTimer:
                     clock.timers.remove(self)
                 print("Uncaught exception in IRQ callback handler")
                 return
+            except BaseException:  # KeyboardInterrupt, SystemExit: never leave the heap locked
+                _heap_unlock()
+                raise
             _heap_unlock()
         else:
             try:

@@ -139,15 +139,18 @@ class ADC:
 
 
 class WDT:
-    """Cannot be stopped; an expired timeout resets the board (recorded here)."""
+    """Cannot be stopped; starved past its timeout it resets the board: the
+    simulated clock raises SystemExit("watchdog reset") at that virtual moment."""
 
     last = None
 
     def __init__(self, id=0, timeout=5000):
         self.timeout_ms = timeout
+        self.timeout_us = timeout * 1000
         self.fed_at = CLOCK.now_us
         self.feeds = 0
         WDT.last = self
+        CLOCK.wdt = self  # starved past its timeout, the clock resets the board
 
     def feed(self):
         self.fed_at = CLOCK.now_us
