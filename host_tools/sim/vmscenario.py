@@ -109,7 +109,7 @@ class Driver:
             else:
                 setattr(b, key, upd)
         self.root = spec["root"]
-        CLOCK.timers[:] = []
+        CLOCK.reset_hardware()
         CLOCK.now_us = TICKS_PERIOD - 2_000_000  # the ticks wrap 2 s in, as on a long-running board
         self.t0_us = CLOCK.now_us
         machine.PORT["hard_timer"] = True
@@ -214,7 +214,7 @@ class Driver:
         self.plan_now()
         self.plan_rate = 0
         self.ctl.engine.stop()
-        CLOCK.timers[:] = []  # every timer dies with the power
+        CLOCK.reset_hardware()  # every timer (and the watchdog) dies with the power
         self.phys.power_off()
         if self.link is not None:
             self.dropped_before += self.writer.dropped
