@@ -85,6 +85,7 @@ class DoseEngine:
         self._behind = False
         self._armed_behind = False
         self.debt_clamped = 0
+        self._carry = None  # (remaining, interval) of the step in progress at stop, 1/65536 us
         self.period_us = 0  # the timer period in force (0: timer off)
         self.interval = None
         # Bound once: taking a bound method allocates, the IRQ must not.
@@ -208,8 +209,11 @@ class DoseEngine:
                 old = self.interval[0] * FRAC_ONE + self.interval[1]
                 rem = (self._cd_s * _US + self._cd_us - max(el, 0)) * FRAC_ONE
                 rem = rem * new // old  # same fraction of a step (or same debt) at the new rate
+            elif self._carry is not None:
+                rem = self._carry[0] * new // self._carry[1]  # the step left half-done at stop
             else:
                 rem = new
+            self._carry = None
             rem_us = -((-rem) // FRAC_ONE)  # round toward later: never early
             if rem_us > 0:
                 self._cd_s, self._cd_us = divmod(rem_us, _US)
@@ -221,15 +225,29 @@ class DoseEngine:
             self.interval = (whole, frac)
             self._behind = rem + new <= 0  # a step is due now and another after it
             self._running = True
+            if rem_us <= 0 and not self._behind:
+                self._irq(None)  # a step already due goes now, not one timer period late
         finally:
             self._end_critical(state)
         self._arm(self._period())
 
     def stop(self):
-        """No more steps until the next set_interval; the owed fraction is dropped."""
-        self._running = False
-        self._behind = False
-        self.interval = None
+        """No more steps until the next set_interval. The part of the step in
+        progress is kept (at most one step owed), so a suspend/resume or a rate
+        pause neither loses nor adds dose; steps owed beyond one are dropped."""
+        state = self._critical()
+        try:
+            if self._running and self.interval is not None:
+                el = self._ticks_diff(self._ticks_us(), self._last)
+                old = self.interval[0] * FRAC_ONE + self.interval[1]
+                rem = (self._cd_s * _US + self._cd_us - max(el, 0)) * FRAC_ONE
+                # keep up to one owed step and the progress into the next
+                self._carry = (1 - old if rem <= -old else old if rem > old else rem, old)
+            self._running = False
+            self._behind = False
+            self.interval = None
+        finally:
+            self._end_critical(state)
         self._timer.deinit()
         self.period_us = 0
 
@@ -238,6 +256,8 @@ class DoseEngine:
         if self._running:
             raise ValueError("stop the engine before changing direction")
         self._drv.set_direction(sign)
+        if self._drv.direction != self._dir:
+            self._carry = None  # a half-done step the other way is not owed this way
         self._dir = self._drv.direction
 
     @property

@@ -43,12 +43,15 @@ def test_ninety_days_counts_every_step_and_alarms_on_time():
     tr = rep["trace"]
     i = max(k for k, t in enumerate(tr["t_s"]) if t <= empty)
     j = tr["t_s"].index(33 * 86400 + 10 * 3600)  # the refill restarts the pump
-    assert tr["commanded_steps"][j] == 1_000_000  # exactly the 20 mL, then nothing
+    assert tr["commanded_steps"][j - 1] == 1_000_000  # exactly the 20 mL, then nothing
+    # at the restart the step that was due when the pump stopped goes at once
+    assert tr["commanded_steps"][j] in (1_000_000, 1_000_001)
     assert tr["state"][j - 1] == "ALARM_STOP" and tr["commanded_steps"][i] <= 1_000_000
-    # the firmware's own target, and independently 25 uL/h over the time it ran: each of
-    # the three running spans may end up to one step short (never over)
+    # the firmware's own target, and independently 25 uL/h over the time it ran: the
+    # engine keeps the step in progress across stops, so the three running spans add up
     steps = s["commanded_steps"]
-    assert -3 <= steps - s["programmed_nl"] // 20 <= 0
+    print("commanded - programmed steps:", steps - s["programmed_nl"] // 20)
+    assert -1 <= steps - s["programmed_nl"] // 20 <= 1
     ran_h = 90 * 24 - (33 * 24 + 10 - 800)
     assert STEPS_PER_H * ran_h - 3 <= steps <= STEPS_PER_H * ran_h
     assert steps > 2_690_000 and s["moved_steps"] == steps
