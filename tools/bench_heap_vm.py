@@ -11,7 +11,7 @@ import json
 gc.collect()
 base = gc.mem_alloc()
 
-from pump import app  # noqa: E402  (imports every device module)
+from pump import app, protocol, writer, schema  # noqa: E402,F401  (every device module main.py loads)
 from boards import virtual as board  # noqa: E402
 
 gc.collect()
