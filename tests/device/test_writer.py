@@ -1,3 +1,4 @@
+# vm-heap: 256K (firmware + protocol + a stand-in host with its buffers in one VM process; at 192K a MemoryError here makes the firmware fail safe and stop; the firmware alone is measured by make bench)
 """pump.writer: bounded, never-blocking output (events dropped first, drops reported);
 on the whole firmware: therapy through the protocol, and a host that stops reading for
 10 virtual minutes (dosing untouched). ProtoRig here is the host link stand-in that
