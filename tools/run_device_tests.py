@@ -14,27 +14,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests" / "device"
 
-# Order matters: the simulated board's machine/time shadow the VM's built-ins,
-# and device code is imported as compiled .mpy, as on a board.
-VM_PATH = [
-    TESTS,
-    ROOT / "build" / "mpy" / "vm",
-    ROOT / "device",
-    ROOT,  # so tests can import boards.*
-    ROOT / "host_tools" / "sim",
-    ROOT / "host_tools" / "sim" / "shadow",
-]
+sys.path.insert(0, str(ROOT / "host_tools"))
+from sim.vmrun import vm_env as _vm_env, micropython  # noqa: E402  (the one VM path order)
 
 
 def vm_env():
-    env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join(str(p) for p in VM_PATH) + ":.frozen"
-    return env
-
-
-def micropython():
-    exe = Path(sys.executable).parent / "micropython"
-    return str(exe) if exe.exists() else "micropython"
+    return _vm_env(first=[TESTS])
 
 
 def file_heap(name, heap):

@@ -225,16 +225,7 @@ def from_dict(raw, default_name="scenario"):
 
 
 # ---- running ---------------------------------------------------------------------------
-def vm_env():
-    path = [ROOT / "build" / "mpy" / "vm", ROOT / "device", ROOT, SIM, SIM / "shadow"]
-    env = dict(os.environ)
-    env["MICROPYPATH"] = ":".join(str(p) for p in path) + ":.frozen"
-    return env
-
-
-def micropython():
-    exe = Path(sys.executable).parent / "micropython"
-    return str(exe) if exe.exists() else "micropython"
+from sim.vmrun import vm_env, micropython  # noqa: E402  (one VM path order for every runner)
 
 
 def build_device_code():
