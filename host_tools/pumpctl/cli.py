@@ -1,6 +1,6 @@
 """pumpctl command line: a table of subcommands, each (handler, argument setup).
 
-`pumpctl sim ...` arrives with the virtual board; board commands (ports, flash,
+`pumpctl sim serve|run|info` drive the virtual board; board commands (ports, flash,
 status, config, program, logs) with the CLI issue.
 """
 import argparse
