@@ -27,6 +27,7 @@ def main(argv=None):
     # Subcommand modules register themselves on import.
     from pumpctl import sim_commands  # noqa: F401
     from pumpctl import board_commands  # noqa: F401
+    from pumpctl import flash_commands  # noqa: F401
 
     ap = build_parser()
     args = ap.parse_args(argv)
