@@ -28,6 +28,7 @@ def main(argv=None):
     from pumpctl import sim_commands  # noqa: F401
     from pumpctl import board_commands  # noqa: F401
     from pumpctl import flash_commands  # noqa: F401
+    from pumpctl import therapy_commands  # noqa: F401
 
     ap = build_parser()
     args = ap.parse_args(argv)
