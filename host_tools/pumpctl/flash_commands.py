@@ -16,7 +16,6 @@ firmware and protocol versions. Connecting stops a running pump (docs/usb-link.m
 Exit codes as the other board commands: 3 port / boot drive, 4 no pump answered after the reset.
 """
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -71,11 +70,7 @@ def board_names():
 
 
 def load_board(name):
-    path = BOARDS / (name + ".py")
-    spec = importlib.util.spec_from_file_location("_dosekit_board_" + name, str(path))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return L.load_file(BOARDS / (name + ".py"), "_dosekit_board_" + name)
 
 
 def mpy_cross():

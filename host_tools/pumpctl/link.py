@@ -25,12 +25,17 @@ EXIT_NOT_PUMP = 4  # no protocol answer: not running the pump firmware, timeout,
 EXIT_DEVICE = 5    # the pump answered with an error (nothing changed)
 
 
-def _load(name):
-    """A data-only device module (schema, events) loaded from device/pump on CPython."""
-    spec = importlib.util.spec_from_file_location("_dosekit_" + name, str(DEVICE_PUMP / (name + ".py")))
+def load_file(path, name):
+    """A device-side module loaded by path on CPython, under a private name (no `pump` package)."""
+    spec = importlib.util.spec_from_file_location(name, str(path))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _load(name):
+    """A data-only device module (schema, events) loaded from device/pump on CPython."""
+    return load_file(DEVICE_PUMP / (name + ".py"), "_dosekit_" + name)
 
 
 schema = _load("schema")

@@ -8,7 +8,6 @@ side by side and confirmed by the user (y/N on a terminal, or --yes for scripts)
 Exit codes as board_commands, plus 2: a value could not be parsed, or the change was not confirmed
 (nothing changed on the pump).
 """
-import importlib.util
 import json
 import sys
 import types

@@ -3,59 +3,23 @@ served by `pumpctl sim serve --virtual --fresh` (docs/usb-link.md), and the fail
 a port that does not exist, a port where no pump answers, several boards without --port."""
 import json
 import os
-import pty
 import select
-import signal
 import subprocess
-import sys
 import time
 import tty
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-needs_vm = pytest.mark.skipif(not (BIN / "micropython").exists(), reason="the MicroPython VM is not in the venv")
-PUMPCTL = [sys.executable, "-c", "import sys; from pumpctl.cli import main; sys.exit(main())"]
-
-
-def env_for(tmp):
-    return dict(os.environ, DOSEKIT_BOARDS_DIR=str(tmp / "boards"), DOSEKIT_DATA_DIR=str(tmp / "data"))
-
-
-def pumpctl(env, *args, timeout=20):
-    return subprocess.run(PUMPCTL + list(args), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env=env, cwd=str(ROOT / "host_tools"))
+from served_board import ROOT, PUMPCTL, needs_vm, env_for, served_board
+from served_board import pumpctl
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """(env, port) of a virtual board in virtual time, powered off after the module."""
-    tmp = tmp_path_factory.mktemp("pumpctl_link")
-    env = env_for(tmp)
-    proc = subprocess.Popen(PUMPCTL + ["sim", "serve", "--virtual", "--fresh", "--quiet", "--name", "linktest"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, cwd=str(ROOT / "host_tools"))
-    try:
-        out = b""
-        end = time.monotonic() + 20
-        while not out.endswith(b"\n"):
-            assert time.monotonic() < end and proc.poll() is None, out
-            if select.select([proc.stdout], [], [], 0.5)[0]:
-                out += os.read(proc.stdout.fileno(), 4096)
-        port = out.decode().strip().splitlines()[-1]
-        assert port.startswith("/dev/"), out
+    env = env_for(tmp_path_factory.mktemp("pumpctl_link"))
+    with served_board(env, "linktest") as port:
         yield env, port
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        proc.stdout.close()
 
 
 @needs_vm
