@@ -12,14 +12,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT / "tools"))
-from run_device_tests import vm_env  # noqa: E402
+from run_device_tests import vm_env, micropython  # noqa: E402
 
 
 def vm(script, *args, heap="192K", timeout=600):
     from build_mpy import build_for_vm
 
     build_for_vm()
-    cmd = [str(BIN / "micropython"), "-X", "heapsize=" + heap, str(ROOT / "tools" / script)] + list(args)
+    cmd = [micropython(), "-X", "heapsize=" + heap, str(ROOT / "tools" / script)] + list(args)
     return subprocess.run(cmd, env=vm_env(), capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
 
 

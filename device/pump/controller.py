@@ -235,8 +235,7 @@ class Controller:
         self.alarms.set_group(RESERVOIR_ALARMS, self.reservoir.alarm_code(), now_ms,
                               self.reservoir.volume_nl)
         if edge == "empty" and self.state in (RUNNING, SUSPENDED):
-            self._stop_dosing(now_ms)
-            self.state = ALARM_STOP  # leaves through refill + clear
+            self._alarm_stop()  # leaves through refill + clear
 
     def _power(self, now_ms):
         pm = self.hw.power
@@ -245,8 +244,7 @@ class Controller:
         if pm.update() is not None:
             self.alarms.set_group(POWER_ALARMS, pm.alarm_code(), now_ms, pm.mv)
             if pm.state() == "eos" and self.state != ALARM_STOP:
-                self._stop_dosing(now_ms)
-                self.state = ALARM_STOP
+                self._alarm_stop()
 
     def _watch_engine(self, now_ms):
         """A dose timer that should have stepped but did not is a dead subsystem."""
@@ -344,20 +342,21 @@ class Controller:
     def driver_enable(self, on):
         self.hw.driver.enable(on)
 
-    def _stop_dosing(self, now_ms):
-        self._motor_off()
-        self.rate_nl_h = 0
-        self.bolus = None
-
-    def shutdown(self, reason, arg=0, alarm=ev.FAULT_SHUTDOWN):
-        """Motor off, alarm (HIGH unless the host stopped us), logged; no dosing until
-        a valid state is restored."""
+    def _alarm_stop(self):
+        """Motor off, no bolus, state ALARM_STOP (which only `clear` leaves)."""
         try:
             self._motor_off()
         finally:
             self.rate_nl_h = 0
             self.bolus = None
             self.state = ALARM_STOP
+
+    def shutdown(self, reason, arg=0, alarm=ev.FAULT_SHUTDOWN):
+        """Motor off, alarm (HIGH unless the host stopped us), logged; no dosing until
+        a valid state is restored."""
+        try:
+            self._alarm_stop()
+        finally:
             self.stager.cancel()
             self.alarms.raise_(alarm, self._now_ms, reason)
             try:
